@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench [NAME ...] [--json]` (or `make bench`). Ratios are measured side by side."""

@@ -1,0 +1,1 @@
+"""Offline audits: DeepSHAP attributions of logged frames on the torch twin of the network that drove."""
