@@ -69,7 +69,7 @@ def test_load_dataset_skips_bad_files_and_keeps_labels_aligned(tmp_path):
 def test_load_images_is_strict_and_names_the_file(tmp_path):
     scan = scan_folder(_label_folder(tmp_path / "set"))
     broken = [it for it in scan.items if it.path.name == "1_broken.jpg"]
-    with pytest.raises(ImageReadError, match="1_broken.jpg"):
+    with pytest.raises(ImageReadError, match=r"1_broken\.jpg"):
         load_images(broken)
     good = [it for it in scan.items if it.path.name in ("0_aaa.jpg", "1_ccc.png")]
     assert load_images(good, size=64).shape == (2, 64, 64, 3)
@@ -95,7 +95,7 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
         scan_folder(tmp_path / "nope")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.txt").write_text("")
-    with pytest.raises(VisionError, match="no usable images.*not_image"):
+    with pytest.raises(VisionError, match=r"no usable images.*not_image"):
         scan_folder(tmp_path / "bad")
 
 
