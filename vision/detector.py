@@ -1,0 +1,154 @@
+"""The GO/STOP detector the car runs: a bundle's ONNX network in a warm onnxruntime session. No torch here.
+
+`predict` takes a preprocessed float32 N×3×S×S batch (see `vision.preprocess`) and returns float32 N×2
+probabilities (GO, STOP). Anything wrong (shape, dtype, non-finite input or output) raises `DetectorError`,
+which the control loop turns into STOP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from vision.bundle import ModelBundle
+from vision.errors import VisionError
+
+
+class DetectorError(VisionError, RuntimeError):
+    """The detector could not give a trustworthy answer for this batch (the car stops)."""
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Anything that turns a preprocessed batch into (GO, STOP) probabilities."""
+
+    input_size: int
+
+    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+DetectorFactory = Callable[[ModelBundle, int], Detector]
+RUNTIMES: dict[str, DetectorFactory] = {}
+
+
+def register_runtime(name: str) -> Callable[[DetectorFactory], DetectorFactory]:
+    def deco(factory: DetectorFactory) -> DetectorFactory:
+        RUNTIMES[name] = factory
+        return factory
+
+    return deco
+
+
+def check_batch(batch: object, input_size: int) -> np.ndarray:
+    """The batch as a C-contiguous float32 N×3×S×S array, or a DetectorError saying what is wrong."""
+    if not isinstance(batch, np.ndarray):
+        raise DetectorError(f"detector input must be a numpy array, got {type(batch).__name__}")
+    if batch.dtype != np.float32:
+        raise DetectorError(f"detector input must be float32, got {batch.dtype}; use vision.preprocess")
+    expected = (3, input_size, input_size)
+    if batch.ndim != 4 or batch.shape[1:] != expected or batch.shape[0] < 1:
+        raise DetectorError(
+            f"detector input must be N×{expected[0]}×{expected[1]}×{expected[2]}, got {batch.shape}; "
+            "use vision.preprocess"
+        )
+    if not np.isfinite(batch).all():
+        raise DetectorError("detector input contains NaN or inf values")
+    return np.ascontiguousarray(batch)
+
+
+def check_probs(probs: np.ndarray, n: int, source: str) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float32)
+    if probs.shape != (n, 2):
+        raise DetectorError(f"{source}: network output has shape {probs.shape}, expected ({n}, 2)")
+    if not np.isfinite(probs).all():
+        raise DetectorError(f"{source}: network output is not finite (NaN/inf)")
+    return probs
+
+
+def stop_decisions(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """Labels (0 GO, 1 STOP) from N×2 probabilities: STOP where P(STOP) > threshold (the manifest's)."""
+    return (np.asarray(probs)[:, 1] > threshold).astype(np.int64)
+
+
+ONNX_ROLES = {"fp32": "onnx", "int8": "onnx_int8"}
+
+
+class OnnxDetector:
+    """A warm onnxruntime session: fixed intra-op threads, one inter-op thread, sequential execution."""
+
+    def __init__(self, bundle: ModelBundle, runtime: str = "fp32", threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        if runtime not in ONNX_ROLES:
+            raise DetectorError(f"runtime={runtime!r}: choose one of {sorted(ONNX_ROLES)}")
+        if threads < 1:
+            raise DetectorError(f"threads={threads}: must be at least 1")
+        self.bundle = bundle
+        self.runtime = runtime
+        self.threads = threads
+        self.input_size = bundle.manifest.preprocessing.input_size
+        self.model_path = bundle.path_of(ONNX_ROLES[runtime])
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise DetectorError(
+                f"{self.model_path}: onnxruntime cannot load it ({str(exc).splitlines()[0]}); re-export"
+            ) from None
+        inputs = self.session.get_inputs()
+        outputs = self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise DetectorError(f"{self.model_path}: expected one input and one output; re-export the bundle")
+        self._input_name = inputs[0].name
+        self._output_name = outputs[0].name
+        shape = list(inputs[0].shape)
+        if len(shape) != 4 or shape[1:] != [3, self.input_size, self.input_size]:
+            raise DetectorError(
+                f"{self.model_path}: network input shape {shape} does not match the manifest's "
+                f"{self.input_size}×{self.input_size} RGB input; re-export the bundle"
+            )
+        self.predict(np.zeros((1, 3, self.input_size, self.input_size), np.float32))  # warm-up
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        x = check_batch(batch, self.input_size)
+        try:
+            (out,) = self.session.run([self._output_name], {self._input_name: x})
+        except Exception as exc:
+            raise DetectorError(f"{self.model_path}: inference failed ({str(exc).splitlines()[0]})") from None
+        return check_probs(out, x.shape[0], str(self.model_path))
+
+
+@register_runtime("fp32")
+def _onnx_fp32(bundle: ModelBundle, threads: int) -> Detector:
+    return OnnxDetector(bundle, "fp32", threads)
+
+
+@register_runtime("int8")
+def _onnx_int8(bundle: ModelBundle, threads: int) -> Detector:
+    return OnnxDetector(bundle, "int8", threads)
+
+
+@register_runtime("torch")
+def _torch(bundle: ModelBundle, threads: int) -> Detector:
+    """The torch twin (desktop only: imports torch lazily, never used by `car drive`)."""
+    from vision.torch_model import TorchDetector
+
+    return TorchDetector(bundle, threads=threads)
+
+
+def build_detector(bundle: ModelBundle, runtime: str = "fp32", threads: int = 1) -> Detector:
+    """A detector for one of the registered runtimes ("fp32", "int8", "torch")."""
+    try:
+        factory = RUNTIMES[runtime]
+    except KeyError:
+        raise DetectorError(f"runtime={runtime!r}: choose one of {sorted(RUNTIMES)}") from None
+    return factory(bundle, threads)

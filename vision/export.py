@@ -1,0 +1,268 @@
+"""Turn a torch network into a model bundle: weights, ONNX (parity-checked), optional INT8, manifest.
+
+`build_bundle` is the one way bundles are made (by `car train`, `car export` and tests); it exports even an
+untrained network in a few seconds, so other parts' tests can make a real bundle quickly:
+
+    from vision.export import build_bundle
+    from vision.networks import build_network
+    bundle = build_bundle(build_network("edge"), "edge", tmp_path / "tiny")
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vision.bundle import (
+    BundleManifest,
+    BundleMetrics,
+    ModelBundle,
+    TrainingDataSummary,
+    file_entry,
+    load_bundle,
+    now_iso,
+    runtime_versions,
+    with_files,
+    write_manifest,
+)
+from vision.detector import OnnxDetector, stop_decisions
+from vision.errors import VisionError
+from vision.preprocess import Preprocessing, to_network_input
+
+ONNX_FILE = "model.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"
+WEIGHTS_FILE = "weights.pt"
+OPSET = 17
+PARITY_TOLERANCE = 1e-5
+MAX_CALIBRATION_FRAMES = 256
+INPUT_NAME = "input"
+OUTPUT_NAME = "probs"
+
+
+class ExportError(VisionError, RuntimeError):
+    """Export failed a check (parity, ONNX validity); the message says which and by how much."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledFrames:
+    """Real frames at the network's input size (RGB uint8 N×S×S×3), labels optional (0 GO, 1 STOP)."""
+
+    images: np.ndarray
+    labels: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[3] != 3 or self.images.dtype != np.uint8:
+            raise ValueError(f"frames must be RGB uint8 N×S×S×3, got {self.images.dtype} {self.images.shape}")
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.images)} frames")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def head(self, n: int) -> LabelledFrames:
+        return LabelledFrames(self.images[:n], None if self.labels is None else self.labels[:n])
+
+    def batches(self, prep: Preprocessing, size: int = 32) -> Iterator[np.ndarray]:
+        for i in range(0, len(self.images), size):
+            yield to_network_input(self.images[i : i + size], prep)
+
+
+def stand_in_frames(prep: Preprocessing, n: int = 8, seed: int = 0) -> LabelledFrames:
+    """Deterministic random images, for parity checks when no real frames are given."""
+    rng = np.random.default_rng(seed)
+    side = prep.input_size
+    return LabelledFrames(rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8))
+
+
+def save_weights(network: nn.Module, path: Path) -> Path:
+    """The state_dict only (tensors, no code): read back with `torch.load(..., weights_only=True)`."""
+    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    torch.save(state, path)
+    return path
+
+
+def export_onnx(network: nn.Module, path: Path, input_size: int) -> Path:
+    """A single-file ONNX graph (opset 17) with a dynamic batch dimension, checked by `onnx.checker`."""
+    import onnx
+
+    network = network.eval().cpu()
+    example = torch.zeros(1, 3, input_size, input_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            network,
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=OPSET,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            dynamo=False,
+            external_data=False,
+        )
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        raise ExportError(f"{path}: exported graph fails onnx.checker ({exc})") from None
+    return path
+
+
+def torch_probs(network: nn.Module, frames: LabelledFrames, prep: Preprocessing) -> np.ndarray:
+    network = network.eval()
+    outs: list[np.ndarray] = []
+    with torch.inference_mode():
+        for batch in frames.batches(prep):
+            outs.append(network(torch.from_numpy(batch)).numpy())
+    return np.concatenate(outs).astype(np.float32)
+
+
+def onnx_probs(detector: OnnxDetector, frames: LabelledFrames, prep: Preprocessing) -> np.ndarray:
+    return np.concatenate([detector.predict(batch) for batch in frames.batches(prep)])
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray, threshold: float) -> float:
+    return float(np.mean(stop_decisions(probs, threshold) == labels))
+
+
+def _check_parity(reference: np.ndarray, candidate: np.ndarray, path: Path, n: int) -> float:
+    worst = float(np.max(np.abs(reference - candidate)))
+    if not worst <= PARITY_TOLERANCE:
+        raise ExportError(
+            f"{path}: onnxruntime and torch disagree by max |Δprob| = {worst:.2e} on {n} frames "
+            f"(allowed {PARITY_TOLERANCE:.0e}); the export is not faithful, do not ship it"
+        )
+    return worst
+
+
+def _int8_metrics(
+    staged: ModelBundle, frames: LabelledFrames, fp32: np.ndarray, threshold: float, threads: int
+) -> BundleMetrics:
+    prep = staged.manifest.preprocessing
+    int8 = onnx_probs(OnnxDetector(staged, "int8", threads), frames, prep)
+    metrics = replace(
+        staged.manifest.metrics,
+        int8_max_abs_prob_diff=float(np.max(np.abs(int8 - fp32))),
+        int8_frames=len(frames),
+    )
+    if frames.labels is not None:
+        fp32_acc = accuracy(fp32, frames.labels, threshold)
+        int8_acc = accuracy(int8, frames.labels, threshold)
+        metrics = replace(
+            metrics,
+            fp32_accuracy_calib=fp32_acc,
+            int8_accuracy_calib=int8_acc,
+            int8_accuracy_delta=int8_acc - fp32_acc,
+        )
+    return metrics
+
+
+def build_bundle(
+    network: nn.Module,
+    arch: str,
+    out_dir: str | Path,
+    calib: LabelledFrames | None = None,
+    *,
+    int8: bool = False,
+    name: str | None = None,
+    prep: Preprocessing | None = None,
+    threshold: float = 0.5,
+    metrics: BundleMetrics | None = None,
+    data: TrainingDataSummary | None = None,
+    threads: int = 1,
+) -> ModelBundle:
+    """Export `network` into a complete bundle folder at `out_dir` (replacing one that is there).
+
+    `calib` frames check torch↔onnxruntime parity (max |Δprob| ≤ 1e-5, else ExportError) and, with
+    `int8`, calibrate the INT8 model; with labels, the INT8 accuracy change on them goes into the manifest.
+    Without `calib`, parity is checked on 8 deterministic random images and INT8 is not possible.
+    The bundle is assembled in a temporary folder beside `out_dir` and moved into place only when
+    every check passed, so a failed export never leaves a half-written bundle behind.
+    """
+    from vision.quantize import quantize_int8
+
+    out = Path(out_dir)
+    prep = prep or Preprocessing()
+    if int8 and calib is None:
+        raise ExportError("INT8 needs real calibration frames: pass --calib DATA (a folder of frames)")
+    parity_frames = calib.head(MAX_CALIBRATION_FRAMES) if calib is not None else stand_in_frames(prep)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        network = network.eval().cpu()
+        save_weights(network, staging / WEIGHTS_FILE)
+        export_onnx(network, staging / ONNX_FILE, prep.input_size)
+        manifest = BundleManifest(
+            name=name or out.name,
+            arch=arch,
+            preprocessing=prep,
+            files={"onnx": file_entry(staging, ONNX_FILE), "weights": file_entry(staging, WEIGHTS_FILE)},
+            threshold=threshold,
+            metrics=metrics or BundleMetrics(),
+            data=data or TrainingDataSummary(),
+            created=now_iso(),
+            versions=runtime_versions({"torch": torch.__version__}),
+        )
+        staged = write_manifest(staging, manifest)
+        reference = torch_probs(network, parity_frames, prep)
+        fp32 = onnx_probs(OnnxDetector(staged, "fp32", threads), parity_frames, prep)
+        worst = _check_parity(reference, fp32, staged.path_of("onnx"), len(parity_frames))
+        manifest = replace(
+            manifest,
+            metrics=replace(manifest.metrics, onnx_parity_max_abs=worst, parity_frames=len(parity_frames)),
+        )
+        if int8 and calib is not None:
+            quantize_int8(staging / ONNX_FILE, staging / ONNX_INT8_FILE, _float_frames(parity_frames, prep))
+            manifest = with_files(manifest, onnx_int8=file_entry(staging, ONNX_INT8_FILE))
+            staged = write_manifest(staging, manifest)
+            measure = calib.head(4 * MAX_CALIBRATION_FRAMES)
+            fp32_all = onnx_probs(OnnxDetector(staged, "fp32", threads), measure, prep)
+            manifest = replace(manifest, metrics=_int8_metrics(staged, measure, fp32_all, threshold, threads))
+        write_manifest(staging, manifest)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.replace(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return load_bundle(out)
+
+
+def _float_frames(frames: LabelledFrames, prep: Preprocessing) -> np.ndarray:
+    return np.concatenate(list(frames.batches(prep)))
+
+
+def reexport_bundle(
+    bundle: ModelBundle, calib: LabelledFrames | None, int8: bool, threads: int = 1
+) -> ModelBundle:
+    """`car export`: rebuild the bundle's ONNX (and INT8) from its torch weights, keeping its other facts."""
+    from vision.torch_model import load_torch_network
+
+    network = load_torch_network(bundle)
+    m = bundle.manifest
+    kept = BundleMetrics(
+        val_loss=m.metrics.val_loss,
+        val_accuracy=m.metrics.val_accuracy,
+        best_epoch=m.metrics.best_epoch,
+        epochs=m.metrics.epochs,
+    )
+    return build_bundle(
+        network,
+        m.arch,
+        bundle.root,
+        calib,
+        int8=int8,
+        name=m.name,
+        prep=m.preprocessing,
+        threshold=m.threshold,
+        metrics=kept,
+        data=m.data,
+        threads=threads,
+    )

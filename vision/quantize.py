@@ -1,0 +1,81 @@
+"""Static INT8 quantisation (QDQ) of a bundle's ONNX network, calibrated on real frames. No torch here.
+
+The final Sigmoid stays in float: its input is dequantised first, so the probabilities the policy
+thresholds keep their full resolution near 0 and 1.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from vision.errors import VisionError
+
+
+class QuantizeError(VisionError, RuntimeError):
+    """INT8 quantisation failed; the message says why and what to do."""
+
+
+class FrameCalibrationReader:
+    """Feeds preprocessed frames (float32 N×3×S×S) to onnxruntime's calibrator, a few at a time."""
+
+    def __init__(self, input_name: str, frames: np.ndarray, batch: int = 8) -> None:
+        self._input_name = input_name
+        self._batches = [frames[i : i + batch] for i in range(0, len(frames), batch)]
+        self._next = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._next >= len(self._batches):
+            return None
+        batch = np.ascontiguousarray(self._batches[self._next], dtype=np.float32)
+        self._next += 1
+        return {self._input_name: batch}
+
+    def rewind(self) -> None:
+        self._next = 0
+
+
+def float_output_nodes(model_path: Path) -> list[str]:
+    """Names of the nodes kept in float: the output Sigmoid(s)."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return [node.name for node in model.graph.node if node.op_type == "Sigmoid"]
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, frames: np.ndarray, per_channel: bool = True) -> Path:
+    """Write a QDQ INT8 copy of `fp32_path` calibrated on `frames` (MinMax); the Sigmoid stays float."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if frames.ndim != 4 or frames.dtype != np.float32 or len(frames) == 0:
+        raise QuantizeError(f"calibration frames must be float32 N×3×S×S with N ≥ 1, got {frames.shape}")
+    session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    del session
+    keep_float = float_output_nodes(fp32_path)
+    if not keep_float:
+        raise QuantizeError(f"{fp32_path}: no Sigmoid output node found; re-export the network")
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(out_path),
+            FrameCalibrationReader(input_name, frames),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=keep_float,
+        )
+    return out_path

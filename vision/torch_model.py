@@ -1,0 +1,78 @@
+"""The torch twin of a bundle's network (desktop only: training, export, explanation).
+
+Weights are a `torch.save`d state_dict read back with `weights_only=True` (no pickled code runs), checked
+against the manifest's sha256 and against the architecture's parameter names and shapes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from vision.bundle import BundleError, ModelBundle, sha256_of
+from vision.detector import check_batch, check_probs
+from vision.networks import build_network
+
+
+def load_state_dict(bundle: ModelBundle) -> dict[str, torch.Tensor]:
+    path = bundle.path_of("weights")
+    entry = bundle.manifest.files["weights"]
+    if not path.is_file():
+        raise BundleError(f"{path}: missing weights file of the bundle; copy the bundle folder again")
+    if sha256_of(path) != entry.sha256:
+        raise BundleError(f"{path}: sha256 does not match the manifest; copy the bundle folder again")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BundleError(f"{path}: not a readable weights file ({str(exc).splitlines()[0]})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BundleError(f"{path}: expected a state_dict of tensors; re-export the bundle")
+    return state
+
+
+def load_torch_network(bundle: ModelBundle, device: str = "cpu") -> nn.Module:
+    """The bundle's network with its weights, in eval mode."""
+    try:
+        network = build_network(bundle.manifest.arch)
+    except ValueError as exc:
+        raise BundleError(f"{bundle.root}: {exc}") from None
+    state = load_state_dict(bundle)
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise BundleError(
+            f"{bundle.path_of('weights')}: weights do not fit arch {bundle.manifest.arch!r} "
+            f"(missing {missing[:3]}, unexpected {extra[:3]}); re-export the bundle"
+        )
+    for name, tensor in expected.items():
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise BundleError(
+                f"{bundle.path_of('weights')}: {name} has shape {tuple(state[name].shape)}, arch "
+                f"{bundle.manifest.arch!r} needs {tuple(tensor.shape)}; re-export the bundle"
+            )
+    network.load_state_dict(state)
+    return network.to(device).eval()
+
+
+class TorchDetector:
+    """Eager torch inference with the same contract as `vision.detector.OnnxDetector`."""
+
+    def __init__(self, bundle: ModelBundle, threads: int = 1, device: str = "cpu") -> None:
+        self.bundle = bundle
+        self.threads = threads
+        self.input_size = bundle.manifest.preprocessing.input_size
+        self.device = device
+        self.network = load_torch_network(bundle, device)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        x = check_batch(batch, self.input_size)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                out = self.network(torch.from_numpy(x).to(self.device)).cpu().numpy()
+        finally:
+            torch.set_num_threads(previous)
+        return check_probs(out, x.shape[0], f"{self.bundle.root} (torch)")
