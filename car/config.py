@@ -1,0 +1,315 @@
+"""The car's configuration: YAML → typed, validated, frozen dataclasses.
+
+Every field has a default; `CarConfig()` is the embedded default and equals `configs/sim.yaml` (a test
+checks). Each field's allowed values live in its metadata (`choices`, `min`, `max`, `help`), so validation,
+error messages and the README's field table come from one place. A bad key or value fails at start-up with
+one line naming the file, the key, the value and what is allowed (`CarError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from car.errors import CarError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+DEFAULT_CONFIG_FILE = CONFIG_DIR / "sim.yaml"
+
+
+def _f(default: Any, help: str, **rules: Any) -> Any:
+    """A dataclass field with its documentation and validation rules."""
+    return field(default=default, metadata={"help": help, **rules})
+
+
+SOURCE_KINDS = ("sim", "camera", "video", "folder", "replay")
+MCU_KINDS = ("virtual", "avr", "serial")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    kind: str = _f("sim", "where frames come from", choices=SOURCE_KINDS)
+    device: str = _f(
+        "0",
+        "camera: a device index (0), a device path, a video file, a URL (rtsp://, http://) or a GStreamer "
+        "pipeline ending in appsink",
+    )
+    backend: str = _f("any", "camera: OpenCV capture backend", choices=("any", "v4l2", "gstreamer", "ffmpeg"))
+    width: int = _f(0, "camera: requested frame width in pixels (0: the driver's default)", min=0)
+    height: int = _f(0, "camera: requested frame height in pixels (0: the driver's default)", min=0)
+    path: str = _f("", "video: the video file; folder: the image folder; replay: the drive log")
+    fps: float = _f(
+        30.0,
+        "camera: requested capture rate; video/folder/replay: playback rate (0: as fast as they decode)",
+        min=0.0,
+    )
+    loop: bool = _f(False, "video/folder/replay: start again at the end instead of ending the drive")
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    seed: int = _f(0, "seed of the simulated world (same seed, same scene and frames)", min=0)
+    scene: str = _f("can_path", "scene kind placed in the world (a vision.sim scene kind, or 'random')")
+    start_distance_m: float = _f(
+        0.0, "distance from the car to the can at the start (0: the scene's own)", min=0.0
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    mcu: str = _f(
+        "virtual",
+        "virtual: the Python virtual microcontroller on a pty (simulation); avr: the AVR firmware in the "
+        "simavr emulator; serial: a real microcontroller on `port`",
+        choices=MCU_KINDS,
+    )
+    port: str = _f(
+        "", "serial: the port (/dev/ttyUSB0, /dev/ttyACM0, socket://host:port, spy:///dev/ttyUSB0)"
+    )
+    baudrate: int = _f(115200, "serial speed (8N1)", min=1200)
+    ack_timeout_s: float = _f(0.1, "a command not acknowledged within this time is a fault", min=0.001)
+    handshake_timeout_s: float = _f(2.0, "time allowed for the hello/arm handshake at start-up", min=0.01)
+    watchdog_ms: int = _f(
+        250, "virtual/avr: the firmware's command watchdog (motors off after silence)", min=10
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    bundle: str = _f("models/edge-sim", "the model bundle folder (relative paths: from here, then the repo)")
+    runtime: str = _f("fp32", "which ONNX network of the bundle drives", choices=("fp32", "int8"))
+    threads: int = _f(1, "onnxruntime intra-op threads", min=1, max=64)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    threshold: float | None = _f(
+        None, "P(STOP) above this means STOP (null: the bundle manifest's threshold)", min=0.0, max=1.0
+    )
+    go_frames: int = _f(3, "consecutive confident GO frames needed to drive again after a STOP", min=1)
+    go_margin: float = _f(
+        0.1, "a GO frame is confident when P(STOP) < threshold - go_margin", min=0.0, max=1.0
+    )
+    drive_speed: float = _f(0.5, "speed sent with DRIVE, as a fraction of full throttle", min=0.0, max=1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopConfig:
+    rate_hz: float = _f(30.0, "fixed loop rate (0: as fast as frames arrive)", min=0.0, max=1000.0)
+    duration_s: float = _f(
+        0.0, "stop the drive after this many seconds (0: until Ctrl-C or the end)", min=0.0
+    )
+    max_frame_age_s: float = _f(0.1, "a frame captured longer ago than this is stale: STOP", min=0.001)
+    frame_timeout_s: float = _f(0.1, "no frame within this time is a fault: STOP", min=0.001)
+    blank_low: int = _f(8, "a frame whose brightest pixel is at most this is all black: STOP", min=0, max=255)
+    blank_high: int = _f(
+        247, "a frame whose darkest pixel is at least this is all white: STOP", min=0, max=255
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    dir: str = _f("runs/drives", "folder for drive logs (one <UTC timestamp>.sqlite per drive)")
+    path: str = _f("", "write the log to this file instead (must not exist)")
+    frame_format: str = _f("png", "png stores frames losslessly; jpeg is smaller", choices=("png", "jpeg"))
+    jpeg_quality: int = _f(90, "jpeg: quality", min=1, max=100)
+    queue_size: int = _f(256, "records waiting for the writer thread before images are dropped", min=1)
+    commit_interval_s: float = _f(0.25, "the log commits at least this often (≤ 1 s)", min=0.01, max=1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class CarConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    link: LinkConfig = field(default_factory=LinkConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def to_dict(self) -> dict[str, dict[str, object]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in section_names()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def section_names() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(CarConfig))
+
+
+def section_type(name: str) -> type[Any]:
+    hints = typing.get_type_hints(CarConfig)
+    cls: type[Any] = hints[name]
+    return cls
+
+
+# -- parsing ----------------------------------------------------------------------------------------------
+
+
+def _allowed(f: dataclasses.Field[Any], kind: str) -> str:
+    parts: list[str] = []
+    if "choices" in f.metadata:
+        parts.append("one of " + ", ".join(f.metadata["choices"]))
+    else:
+        parts.append(kind)
+        lo, hi = f.metadata.get("min"), f.metadata.get("max")
+        if lo is not None and hi is not None:
+            parts.append(f"from {lo} to {hi}")
+        elif lo is not None:
+            parts.append(f">= {lo}")
+    return " ".join(parts)
+
+
+def _convert(value: object, hint: object, f: dataclasses.Field[Any], where: str) -> object:
+    """Check one value against its field's type and rules; return it in the field's type."""
+    args = typing.get_args(hint)
+    optional = (typing.get_origin(hint) in (typing.Union, types.UnionType)) and type(None) in args
+    base = next(a for a in args if a is not type(None)) if optional else hint
+    kind_name = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[base]  # type: ignore[index]
+    if optional:
+        kind_name += " or null"
+    if value is None:
+        if optional:
+            return None
+        raise CarError(f"{where}=null: expected {_allowed(f, kind_name)}")
+    converted: object
+    if base is bool:
+        if not isinstance(value, bool):
+            raise CarError(f"{where}={value!r}: expected true or false")
+        converted = value
+    elif base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CarError(f"{where}={value!r}: expected {_allowed(f, kind_name)}")
+        converted = value
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CarError(f"{where}={value!r}: expected {_allowed(f, kind_name)}")
+        converted = float(value)
+        if math.isnan(converted):
+            raise CarError(f"{where}={value!r}: expected {_allowed(f, kind_name)}")
+    else:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise CarError(f"{where}={value!r}: expected {_allowed(f, kind_name)}")
+        converted = str(value)
+    choices = f.metadata.get("choices")
+    if choices is not None and converted not in choices:
+        raise CarError(f"{where}={value!r}: expected {_allowed(f, kind_name)}")
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    numeric = isinstance(converted, int | float) and not isinstance(converted, bool)
+    if numeric and ((lo is not None and converted < lo) or (hi is not None and converted > hi)):
+        raise CarError(f"{where}={value!r}: expected {_allowed(f, kind_name)}")
+    return converted
+
+
+def _build_section(name: str, data: object, origin: str) -> Any:
+    cls = section_type(name)
+    if data is None:
+        return cls()
+    if not isinstance(data, Mapping):
+        raise CarError(f"{origin}: {name}={data!r}: expected a mapping of keys (see configs/sim.yaml)")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values: dict[str, object] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise CarError(f"{origin}: unknown key {name}.{key}; allowed: {', '.join(fields)}")
+        values[key] = _convert(value, hints[key], fields[key], f"{origin}: {name}.{key}")
+    return cls(**values)
+
+
+def config_from_mapping(doc: object, origin: str = "<config>") -> CarConfig:
+    if doc is None:
+        return CarConfig()
+    if not isinstance(doc, Mapping):
+        raise CarError(f"{origin}: expected a mapping of sections ({', '.join(section_names())})")
+    unknown = [k for k in doc if k not in section_names()]
+    if unknown:
+        raise CarError(f"{origin}: unknown section {unknown[0]!r}; allowed: {', '.join(section_names())}")
+    config = CarConfig(**{name: _build_section(name, doc.get(name), origin) for name in section_names()})
+    check_consistency(config, origin)
+    return config
+
+
+def check_consistency(config: CarConfig, origin: str) -> None:
+    """Rules that involve more than one field."""
+    if config.loop.blank_low >= config.loop.blank_high:
+        raise CarError(
+            f"{origin}: loop.blank_low={config.loop.blank_low} must be below "
+            f"loop.blank_high={config.loop.blank_high}"
+        )
+    if config.source.kind in ("video", "folder", "replay") and not config.source.path:
+        raise CarError(f"{origin}: source.kind={config.source.kind} needs source.path (the file or folder)")
+    if config.link.mcu == "serial" and not config.link.port:
+        raise CarError(f"{origin}: link.mcu=serial needs link.port (e.g. /dev/ttyUSB0)")
+
+
+def load_config(path: str | Path | None = None) -> CarConfig:
+    """Read a YAML config file; `None` gives the embedded default (= configs/sim.yaml)."""
+    if path is None:
+        return CarConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise CarError(f"{path}: no such config file; see configs/sim.yaml and configs/car.yaml")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CarError(f"{path}: not valid YAML ({first}); fix the file") from None
+    return config_from_mapping(doc, str(path))
+
+
+def with_overrides(config: CarConfig, assignments: Sequence[str], origin: str = "--set") -> CarConfig:
+    """Apply `section.key=value` overrides (values parsed as YAML scalars), validated like the file."""
+    doc: dict[str, dict[str, object]] = config.to_dict()
+    for text in assignments:
+        dotted, sep, raw = text.partition("=")
+        section, dot, key = dotted.strip().partition(".")
+        if not sep or not dot:
+            raise CarError(f"{origin} {text!r}: write section.key=value, e.g. loop.rate_hz=20")
+        if section not in doc:
+            raise CarError(f"{origin} {text!r}: unknown section {section!r}; allowed: {', '.join(doc)}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        doc[section][key] = value
+    return config_from_mapping(doc, origin)
+
+
+def replace_field(config: CarConfig, section: str, **changes: object) -> CarConfig:
+    """A copy with some fields of one section changed (for CLI flags such as --duration)."""
+    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})
+
+
+def resolve_path(value: str) -> Path:
+    """A path from the config: absolute as is; relative from the working folder, else from the repo."""
+    p = Path(value).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    in_repo = REPO_ROOT / p
+    return in_repo if in_repo.exists() else p
+
+
+def field_docs() -> list[tuple[str, str, str, str]]:
+    """(key, default, allowed, help) for every field, for the README and `car drive --list-config`."""
+    rows = []
+    for name in section_names():
+        cls = section_type(name)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kind = {bool: "bool", int: "int", float: "number", str: "text"}.get(
+                hints[f.name], "number or null"
+            )
+            rows.append((f"{name}.{f.name}", json.dumps(f.default), _allowed(f, kind), f.metadata["help"]))
+    return rows
