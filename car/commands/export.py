@@ -1,11 +1,63 @@
-"""`car export`: not built yet."""
+"""`car export BUNDLE [--int8 --calib DATA]`: re-export a bundle's ONNX (and INT8) from its torch weights."""
+
+from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.add_argument("bundle", type=Path, help="model bundle folder (e.g. models/edge-sim)")
+    parser.add_argument("--int8", action="store_true", help="also write a static INT8 (QDQ) model")
+    parser.add_argument(
+        "--calib", type=Path, default=None, help="folder of real frames: parity + calibration"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=512, help="use at most N calibration frames (default 512)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the manifest's metrics as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("car export: not implemented yet")
+    from vision.bundle import load_bundle
+    from vision.errors import VisionError
+    from vision.export import LabelledFrames, reexport_bundle
+
+    if args.int8 and args.calib is None:
+        raise VisionError("--int8 needs --calib DATA: a folder of real frames to calibrate on")
+    bundle = load_bundle(args.bundle)
+    calib = None
+    if args.calib is not None:
+        from vision.datasets import load_dataset
+
+        dataset = load_dataset(
+            args.calib,
+            size=bundle.manifest.preprocessing.input_size,
+            progress=not args.json,
+            limit=args.limit,
+        )
+        calib = LabelledFrames(dataset.images, dataset.labels)
+    bundle = reexport_bundle(bundle, calib, int8=args.int8)
+    m = bundle.manifest.metrics
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps({"bundle": str(bundle.root), "sha256": bundle.sha256, **asdict(m)}, indent=2))
+        return 0
+    print(
+        f"wrote {bundle.path_of('onnx')} ({bundle.manifest.files['onnx'].bytes / 1e6:.2f} MB), "
+        f"torch↔onnxruntime max |Δprob| {m.onnx_parity_max_abs:.1e} on {m.parity_frames} frames"
+    )
+    if bundle.has("onnx_int8"):
+        line = (
+            f"wrote {bundle.path_of('onnx_int8')} ({bundle.manifest.files['onnx_int8'].bytes / 1e6:.2f} MB), "
+            f"max |Δprob| vs fp32 {m.int8_max_abs_prob_diff:.3f} on {m.int8_frames} frames"
+        )
+        if m.int8_accuracy_delta is not None:
+            line += (
+                f"; accuracy fp32 {m.fp32_accuracy_calib:.4f} → int8 {m.int8_accuracy_calib:.4f} "
+                f"({m.int8_accuracy_delta:+.4f})"
+            )
+        print(line)
+    return 0

@@ -1,0 +1,81 @@
+"""Training augmentation: the published ColorJitter(0.2, 0.2, 0.2, 0.2), on RGB uint8 images.
+
+Same semantics as torchvision's ColorJitter (brightness, contrast, saturation factors drawn from
+[1-0.2, 1+0.2], hue shift from [-0.2, 0.2] of a turn, the four applied in a random order, clamped to the
+valid range after each), written with numpy/OpenCV because torchvision's hue step costs ~7 ms per 224×224
+image on this CPU, more than the network's own training step. Output is RGB uint8 again, so augmented
+images go through the one preprocessing path (`vision.preprocess.to_network_input`) like any other frame.
+Randomness comes from an explicit `numpy.random.Generator`: a seed gives the same images every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+_GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+Adjust = Callable[[np.ndarray, float], np.ndarray]
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    return img @ _GRAY_WEIGHTS
+
+
+def _brightness(img: np.ndarray, factor: float) -> np.ndarray:
+    return np.clip(img * np.float32(factor), 0.0, 255.0)
+
+
+def _contrast(img: np.ndarray, factor: float) -> np.ndarray:
+    mean = np.float32(_gray(img).mean())
+    return np.clip((img - mean) * np.float32(factor) + mean, 0.0, 255.0)
+
+
+def _saturation(img: np.ndarray, factor: float) -> np.ndarray:
+    gray = _gray(img)[..., None]
+    return np.clip((img - gray) * np.float32(factor) + gray, 0.0, 255.0)
+
+
+def _hue(img: np.ndarray, shift: float) -> np.ndarray:
+    """Rotate the hue by `shift` turns (OpenCV's full-range HSV: 256 hue steps per turn)."""
+    hsv = cv2.cvtColor(np.round(img).astype(np.uint8), cv2.COLOR_RGB2HSV_FULL)
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + round(shift * 256)) % 256
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class ColorJitter:
+    """Random brightness/contrast/saturation/hue, as published: ColorJitter(0.2, 0.2, 0.2, 0.2)."""
+
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.2
+
+    def describe(self) -> str:
+        return (
+            f"ColorJitter(brightness={self.brightness}, contrast={self.contrast}, "
+            f"saturation={self.saturation}, hue={self.hue})"
+        )
+
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"ColorJitter expects an RGB uint8 H×W×3 image, got {rgb.dtype} {rgb.shape}")
+        steps: tuple[tuple[Adjust, float], ...] = (
+            (_brightness, rng.uniform(1 - self.brightness, 1 + self.brightness)),
+            (_contrast, rng.uniform(1 - self.contrast, 1 + self.contrast)),
+            (_saturation, rng.uniform(1 - self.saturation, 1 + self.saturation)),
+            (_hue, rng.uniform(-self.hue, self.hue)),
+        )
+        img = rgb.astype(np.float32)
+        for index in rng.permutation(len(steps)):
+            adjust, value = steps[int(index)]
+            img = adjust(img, float(value))
+        return np.round(img).astype(np.uint8)
+
+    def batch(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Each image of an N×H×W×3 batch with its own random factors."""
+        return np.stack([self(img, rng) for img in images])

@@ -1,0 +1,240 @@
+"""Training a GO/STOP network, as published: 80/20 split, ColorJitter + ImageNet normalisation, BCE on the
+two sigmoid outputs against one-hot targets, Adam, and the epoch with the lowest validation loss kept.
+
+Frames enter as RGB uint8 at the input size and go through `vision.preprocess.to_network_input` — the same
+function the car, replay and explanation use — after augmentation. Deterministic for a seed: the weights'
+initialisation (torch.manual_seed), the split, the shuffling and the augmentation (numpy Generators derived
+from the seed) are all drawn from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from vision.augment import ColorJitter
+from vision.bundle import BundleMetrics, ModelBundle, TrainingDataSummary
+from vision.errors import VisionError
+from vision.labels import STOP
+from vision.networks import build_network
+from vision.preprocess import Preprocessing, to_network_input
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    arch: str = "edge"
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    val_fraction: float = 0.2
+    augment: bool = True
+    threads: int | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise VisionError(f"--epochs {self.epochs}: must be at least 1")
+        if self.batch_size < 1:
+            raise VisionError(f"--batch-size {self.batch_size}: must be at least 1")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise VisionError(f"val_fraction={self.val_fraction}: must lie strictly between 0 and 1")
+        if not self.learning_rate > 0:
+            raise VisionError(f"--lr {self.learning_rate}: must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class EpochStats:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    network: nn.Module
+    """The weights of the best epoch (lowest validation loss), in eval mode."""
+    history: tuple[EpochStats, ...]
+    best_epoch: int
+    split: Split
+
+    @property
+    def best(self) -> EpochStats:
+        return self.history[self.best_epoch - 1]
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> Split:
+    """A seeded random 80/20 (by default) split of n items; both parts non-empty."""
+    if n < 2:
+        raise VisionError(f"need at least 2 frames to split into training and validation, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, round(n * val_fraction)), n - 1)
+    return Split(train=np.sort(order[n_val:]), val=np.sort(order[:n_val]))
+
+
+def one_hot(labels: np.ndarray) -> torch.Tensor:
+    """(GO, STOP) targets for the two sigmoid outputs."""
+    targets = np.zeros((len(labels), 2), np.float32)
+    targets[np.arange(len(labels)), labels.astype(np.int64)] = 1.0
+    return torch.from_numpy(targets)
+
+
+def _batches(indices: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(indices), size):
+        yield indices[start : start + size]
+
+
+def evaluate_loss(
+    network: nn.Module, images: np.ndarray, labels: np.ndarray, prep: Preprocessing, batch_size: int = 64
+) -> tuple[float, float]:
+    """(mean BCE loss, accuracy at P(STOP) > 0.5) of `network` on un-augmented frames."""
+    loss_fn = nn.BCELoss(reduction="sum")
+    network.eval()
+    total, correct = 0.0, 0
+    with torch.inference_mode():
+        for idx in _batches(np.arange(len(images)), batch_size):
+            probs = network(torch.from_numpy(to_network_input(images[idx], prep)))
+            total += float(loss_fn(probs, one_hot(labels[idx])))
+            correct += int(((probs[:, STOP] > 0.5).numpy().astype(np.int64) == labels[idx]).sum())
+    return total / (2 * len(images)), correct / len(images)
+
+
+EpochCallback = Callable[[EpochStats], None]
+
+
+def train_network(
+    images: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    prep: Preprocessing | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Train a fresh `config.arch` network on RGB uint8 N×S×S×3 frames with labels 0 (GO) / 1 (STOP)."""
+    config.validate()
+    prep = prep or Preprocessing()
+    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[1:] != (prep.input_size,) * 2 + (3,):
+        raise VisionError(
+            f"training frames must be RGB uint8 N×{prep.input_size}×{prep.input_size}×3, got "
+            f"{images.dtype} {images.shape}; load them with vision.datasets.load_dataset"
+        )
+    if len(labels) != len(images):
+        raise VisionError(f"{len(labels)} labels for {len(images)} frames")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    network = build_network(config.arch)
+    split = split_indices(len(images), config.val_fraction, config.seed)
+    shuffle_rng = np.random.default_rng([config.seed, 1])
+    augment_rng = np.random.default_rng([config.seed, 2])
+    jitter = ColorJitter() if config.augment else None
+    optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    loss_fn = nn.BCELoss()
+    val_images, val_labels = images[split.val], labels[split.val]
+
+    history: list[EpochStats] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_loss = float("inf")
+    bar = tqdm(
+        total=config.epochs * len(split.train),
+        unit="img",
+        desc=f"train {config.arch}",
+        disable=not config.progress,
+    )
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        network.train()
+        running, seen = 0.0, 0
+        for idx in _batches(shuffle_rng.permutation(split.train), config.batch_size):
+            batch = images[idx] if jitter is None else jitter.batch(images[idx], augment_rng)
+            x = torch.from_numpy(to_network_input(batch, prep))
+            optimiser.zero_grad(set_to_none=True)
+            loss = loss_fn(network(x), one_hot(labels[idx]))
+            loss.backward()
+            optimiser.step()
+            running += loss.item() * len(idx)
+            seen += len(idx)
+            bar.update(len(idx))
+        val_loss, val_acc = evaluate_loss(network, val_images, val_labels, prep)
+        stats = EpochStats(epoch, running / seen, val_loss, val_acc, time.perf_counter() - started)
+        history.append(stats)
+        if val_loss < best_loss:
+            best_loss = val_loss
+            best_state = copy.deepcopy(network.state_dict())
+        if config.progress:
+            bar.set_postfix(train_loss=f"{stats.train_loss:.4f}", val_loss=f"{val_loss:.4f}")
+            bar.write(
+                f"epoch {epoch:>3}/{config.epochs}  train_loss {stats.train_loss:.4f}"
+                f"  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  {stats.seconds:.0f}s"
+                + ("  *best" if best_loss == val_loss else "")
+            )
+        if on_epoch is not None:
+            on_epoch(stats)
+    bar.close()
+    assert best_state is not None  # at least one epoch ran, and a finite loss is < inf
+    network.load_state_dict(best_state)
+    network.eval()
+    best_epoch = min(history, key=lambda s: (s.val_loss, s.epoch)).epoch
+    return TrainResult(network=network, history=tuple(history), best_epoch=best_epoch, split=split)
+
+
+def train_to_bundle(
+    data: str | Path,
+    out: str | Path,
+    config: TrainConfig,
+    *,
+    int8: bool = True,
+    limit: int | None = None,
+    prep: Preprocessing | None = None,
+    command: str = "",
+) -> tuple[TrainResult, ModelBundle]:
+    """`car train`: load a folder of frames, train, and write a complete bundle (ONNX, INT8, weights).
+
+    Parity and INT8 calibration use the validation frames: real frames the network did not train on.
+    """
+    from vision.datasets import load_dataset
+    from vision.export import LabelledFrames, build_bundle
+
+    prep = prep or Preprocessing()
+    dataset = load_dataset(data, size=prep.input_size, progress=config.progress, limit=limit)
+    if config.progress:
+        print(dataset.scan.summary(), file=sys.stderr)
+    result = train_network(dataset.images, dataset.labels, config, prep)
+    n_stop = int((dataset.labels == STOP).sum())
+    summary = TrainingDataSummary(
+        source=str(Path(data)),
+        n_total=len(dataset.labels),
+        n_go=len(dataset.labels) - n_stop,
+        n_stop=n_stop,
+        n_train=len(result.split.train),
+        n_val=len(result.split.val),
+        seed=config.seed,
+        epochs=config.epochs,
+        augmentation=ColorJitter().describe() if config.augment else "none",
+        command=command,
+    )
+    best = result.best
+    metrics = BundleMetrics(
+        val_loss=best.val_loss, val_accuracy=best.val_accuracy, best_epoch=best.epoch, epochs=config.epochs
+    )
+    calib = LabelledFrames(dataset.images[result.split.val], dataset.labels[result.split.val])
+    bundle = build_bundle(
+        result.network, config.arch, out, calib, int8=int8, prep=prep, metrics=metrics, data=summary
+    )
+    return result, bundle
