@@ -122,10 +122,7 @@ def test_camera_times_out_without_new_frames() -> None:
             self.n += 1
             if self.n > 1:
                 time.sleep(0.05)
-                return True, None if self.n > 1000 else np.zeros((2, 2, 3), np.uint8) if False else (
-                    False,
-                    None,
-                )[1]
+                return False, None
             return True, np.full((48, 64, 3), 100, np.uint8)
 
         def release(self) -> None:
