@@ -183,15 +183,18 @@ void controller_init(controller_t *c, const controller_io_t *io, uint32_t now_ms
 	set_motor(c, 0);
 }
 
+/* Both entry points check the watchdog first, as the reference McuCore does, so that replies come
+ * out in the same order for the same input. */
 void controller_receive(controller_t *c, uint8_t byte, uint32_t now_ms)
 {
 	c->now_ms = now_ms;
+	check_watchdog(c);
 	proto_receiver_feed(&c->rx, byte, now_ms);
 }
 
 void controller_tick(controller_t *c, uint32_t now_ms)
 {
 	c->now_ms = now_ms;
-	proto_receiver_expire(&c->rx, now_ms);
 	check_watchdog(c);
+	proto_receiver_expire(&c->rx, now_ms);
 }

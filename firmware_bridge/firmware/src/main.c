@@ -66,14 +66,14 @@ int main(void)
 
 	uint32_t last_tick = 0;
 	for (;;) {
+		uint8_t byte;
+		while (uart_read(&byte))
+			controller_receive(&controller, byte, clock_ms());
 		uint32_t now = clock_ms();
 		if (now != last_tick) {
 			last_tick = now;
 			controller_tick(&controller, now);
 		}
-		uint8_t byte;
-		while (uart_read(&byte))
-			controller_receive(&controller, byte, clock_ms());
 		if (GPIOR0 == GPIOR0_HANG_MAGIC) {
 			for (;;) {
 				/* simulated hang: interrupts keep running, the hardware watchdog is no longer petted */

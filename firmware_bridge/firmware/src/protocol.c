@@ -8,7 +8,7 @@ uint16_t crc16_ccitt_false(const uint8_t *data, uint8_t len)
 	while (len--) {
 		crc ^= (uint16_t)((uint16_t)(*data++) << 8);
 		for (uint8_t i = 0; i < 8u; i++)
-			crc = (crc & 0x8000u) ? (uint16_t)((crc << 1) ^ 0x1021u) : (uint16_t)(crc << 1);
+			crc = (uint16_t)((crc & 0x8000u) ? (((unsigned)crc << 1) ^ 0x1021u) : ((unsigned)crc << 1));
 	}
 	return crc;
 }
