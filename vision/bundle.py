@@ -58,6 +58,7 @@ class BundleMetrics:
     int8_accuracy_delta: float | None = None
     int8_max_abs_prob_diff: float | None = None
     int8_frames: int = 0
+    int8_scope: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from vision.bundle import (
 from vision.detector import OnnxDetector, stop_decisions
 from vision.errors import VisionError
 from vision.preprocess import Preprocessing, to_network_input
+from vision.quantize import DEFAULT_SCOPE
 
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
@@ -177,6 +178,7 @@ def build_bundle(
     metrics: BundleMetrics | None = None,
     data: TrainingDataSummary | None = None,
     threads: int = 1,
+    int8_scope: str = DEFAULT_SCOPE,
 ) -> ModelBundle:
     """Export `network` into a complete bundle folder at `out_dir` (replacing one that is there).
 
@@ -219,12 +221,15 @@ def build_bundle(
             metrics=replace(manifest.metrics, onnx_parity_max_abs=worst, parity_frames=len(parity_frames)),
         )
         if int8 and calib is not None:
-            quantize_int8(staging / ONNX_FILE, staging / ONNX_INT8_FILE, _float_frames(parity_frames, prep))
+            quantize_int8(
+                staging / ONNX_FILE, staging / ONNX_INT8_FILE, _float_frames(parity_frames, prep), int8_scope
+            )
             manifest = with_files(manifest, onnx_int8=file_entry(staging, ONNX_INT8_FILE))
             staged = write_manifest(staging, manifest)
             measure = calib.head(4 * MAX_CALIBRATION_FRAMES)
             fp32_all = onnx_probs(OnnxDetector(staged, "fp32", threads), measure, prep)
-            manifest = replace(manifest, metrics=_int8_metrics(staged, measure, fp32_all, threshold, threads))
+            int8_metrics = _int8_metrics(staged, measure, fp32_all, threshold, threads)
+            manifest = replace(manifest, metrics=replace(int8_metrics, int8_scope=int8_scope))
         write_manifest(staging, manifest)
         if out.exists():
             shutil.rmtree(out)
@@ -240,7 +245,11 @@ def _float_frames(frames: LabelledFrames, prep: Preprocessing) -> np.ndarray:
 
 
 def reexport_bundle(
-    bundle: ModelBundle, calib: LabelledFrames | None, int8: bool, threads: int = 1
+    bundle: ModelBundle,
+    calib: LabelledFrames | None,
+    int8: bool,
+    threads: int = 1,
+    int8_scope: str = DEFAULT_SCOPE,
 ) -> ModelBundle:
     """`car export`: rebuild the bundle's ONNX (and INT8) from its torch weights, keeping its other facts."""
     from vision.torch_model import load_torch_network
@@ -265,4 +274,5 @@ def reexport_bundle(
         metrics=kept,
         data=m.data,
         threads=threads,
+        int8_scope=int8_scope,
     )

@@ -2,6 +2,13 @@
 
 The final Sigmoid stays in float: its input is dequantised first, so the probabilities the policy
 thresholds keep their full resolution near 0 and 1.
+
+Which operators become INT8 is a named scope (`QUANT_SCOPES`). The default, "linear", quantises the fully
+connected layers only: they are memory-bound (the seed network's first Linear is 100 MB in float, 25 MB in
+INT8), while on an AVX2 CPU without VNNI (this project's bench machine) onnxruntime's QLinearConv measured
+no faster than its float NCHWc convolution and the extra Quantize/Dequantize nodes cost more than they save
+(seed, 1 thread: all-INT8 13.5 ms vs linear-only 9.0 ms per frame). "all" quantises the convolutions too,
+for CPUs with int8 dot-product instructions (VNNI, ARM dotprod).
 """
 
 from __future__ import annotations
@@ -45,7 +52,20 @@ def float_output_nodes(model_path: Path) -> list[str]:
     return [node.name for node in model.graph.node if node.op_type == "Sigmoid"]
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, frames: np.ndarray, per_channel: bool = True) -> Path:
+QUANT_SCOPES: dict[str, tuple[str, ...] | None] = {
+    "linear": ("Gemm", "MatMul"),
+    "all": None,  # every operator onnxruntime can quantise
+}
+DEFAULT_SCOPE = "linear"
+
+
+def quantize_int8(
+    fp32_path: Path,
+    out_path: Path,
+    frames: np.ndarray,
+    scope: str = DEFAULT_SCOPE,
+    per_channel: bool = True,
+) -> Path:
     """Write a QDQ INT8 copy of `fp32_path` calibrated on `frames` (MinMax); the Sigmoid stays float."""
     import onnxruntime as ort
     from onnxruntime.quantization import (
@@ -56,6 +76,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, frames: np.ndarray, per_chann
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if scope not in QUANT_SCOPES:
+        raise QuantizeError(f"INT8 scope {scope!r}: choose one of {sorted(QUANT_SCOPES)}")
+    op_types = QUANT_SCOPES[scope]
     if frames.ndim != 4 or frames.dtype != np.float32 or len(frames) == 0:
         raise QuantizeError(f"calibration frames must be float32 N×3×S×S with N ≥ 1, got {frames.shape}")
     session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
@@ -77,5 +100,6 @@ def quantize_int8(fp32_path: Path, out_path: Path, frames: np.ndarray, per_chann
             per_channel=per_channel,
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=keep_float,
+            op_types_to_quantize=None if op_types is None else list(op_types),
         )
     return out_path

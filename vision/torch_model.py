@@ -68,11 +68,8 @@ class TorchDetector:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         x = check_batch(batch, self.input_size)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            with torch.inference_mode():
-                out = self.network(torch.from_numpy(x).to(self.device)).cpu().numpy()
-        finally:
-            torch.set_num_threads(previous)
+        if torch.get_num_threads() != self.threads:  # process-wide in torch; set only when it differs
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            out = self.network(torch.from_numpy(x).to(self.device)).cpu().numpy()
         return check_probs(out, x.shape[0], f"{self.bundle.root} (torch)")

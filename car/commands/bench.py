@@ -1,11 +1,199 @@
-"""`car bench`: not built yet."""
+"""`car bench [--json] [--repeat N]`: per-frame latency at batch 1 of torch eager vs onnxruntime fp32 vs
+onnxruntime INT8, for both architectures, at 1 and 2 threads, measured side by side in one run.
+
+Runs are interleaved (round-robin over every configuration, `--repeat` rounds), so a slow moment of the
+shared machine hits all of them alike; ratios are the median per-frame time of `seed` in torch eager (the
+published way to run it) at the same thread count divided by each configuration's. Weights are untrained
+(latency does not depend on their values); the INT8 models are calibrated on stand-in frames for the same
+reason. `bench/bench_inference.py` calls `run_benchmark` too.
+"""
+
+from __future__ import annotations
 
 import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+ARCHS = ("seed", "edge")
+RUNTIMES = ("torch", "fp32", "int8")
+RUNTIME_NAMES = {"torch": "torch eager", "fp32": "onnxruntime fp32", "int8": "onnxruntime INT8"}
+THREADS = (1, 2)
+SEED_INT8_TARGET = 3.0
+EDGE_ONNX_TARGET = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    arch: str
+    runtime: str
+    threads: int
+    median_ms: float
+    p90_ms: float
+    frames: int
+    speedup_vs_seed_torch: float
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    ratio: float
+    goal: float
+
+    @property
+    def met(self) -> bool:
+        return self.ratio >= self.goal
+
+
+@dataclass(frozen=True, slots=True)
+class BenchReport:
+    latencies: tuple[Latency, ...]
+    targets: tuple[Target, ...]
+    onnx_bytes: dict[str, int]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "latency": [asdict(x) for x in self.latencies],
+            "targets": [{**asdict(t), "met": t.met} for t in self.targets],
+            "onnx_bytes": self.onnx_bytes,
+        }
+
+    def format_table(self) -> str:
+        lines = [
+            f"{'arch':<6}{'runtime':<18}{'threads':>8}{'median ms':>11}{'p90 ms':>9}{'× seed torch':>14}",
+        ]
+        for x in self.latencies:
+            lines.append(
+                f"{x.arch:<6}{RUNTIME_NAMES[x.runtime]:<18}{x.threads:>8}{x.median_ms:>11.2f}{x.p90_ms:>9.2f}"
+                f"{x.speedup_vs_seed_torch:>13.1f}×"
+            )
+        lines.append("")
+        for t in self.targets:
+            lines.append(f"{t.name}: {t.ratio:.1f}× (goal ≥ {t.goal:.0f}×) {'met' if t.met else 'NOT met'}")
+        sizes = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in self.onnx_bytes.items())
+        lines.append(f"ONNX sizes: {sizes}")
+        return "\n".join(lines)
+
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def _make_bundles(root: Path) -> dict[str, Path]:
+    import torch
+
+    from vision.export import LabelledFrames, build_bundle, stand_in_frames
+    from vision.networks import build_network
+    from vision.preprocess import Preprocessing
+
+    prep = Preprocessing()
+    calib = LabelledFrames(stand_in_frames(prep, n=16, seed=1).images)
+    paths: dict[str, Path] = {}
+    for arch in ARCHS:
+        torch.manual_seed(0)
+        bundle = build_bundle(build_network(arch), arch, root / arch, calib, int8=True)
+        paths[arch] = bundle.root
+    return paths
+
+
+def _predictors(bundle_paths: dict[str, Path], threads: int) -> dict[tuple[str, str], Predict]:
+    from vision.bundle import load_bundle
+    from vision.detector import build_detector
+
+    out: dict[tuple[str, str], Predict] = {}
+    for arch, path in bundle_paths.items():
+        bundle = load_bundle(path)
+        for runtime in RUNTIMES:
+            out[(arch, runtime)] = build_detector(bundle, runtime, threads).predict
+    return out
+
+
+def _time_frames(predict: Predict, frame: np.ndarray, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        predict(frame)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run_benchmark(repeat: int = 5, frames_per_round: int = 10, progress: bool = True) -> BenchReport:
+    """Measure every (arch, runtime, threads) configuration, interleaved, and compute the ratios."""
+    from vision.preprocess import Preprocessing, preprocess
+
+    rng = np.random.default_rng(0)
+    frame = preprocess(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), Preprocessing())
+    samples: dict[tuple[str, str, int], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="car-bench-") as tmp:
+        bundle_paths = _make_bundles(Path(tmp))
+        onnx_bytes = {
+            f"{arch} {kind}": (bundle_paths[arch] / name).stat().st_size
+            for arch in ARCHS
+            for kind, name in (("fp32", "model.onnx"), ("int8", "model.int8.onnx"))
+        }
+        for threads in THREADS:
+            predictors = _predictors(bundle_paths, threads)
+            for predict in predictors.values():  # warm-up outside the measured rounds
+                _time_frames(predict, frame, 3)
+            for round_no in range(repeat):
+                for (arch, runtime), predict in predictors.items():
+                    key = (arch, runtime, threads)
+                    samples.setdefault(key, []).extend(_time_frames(predict, frame, frames_per_round))
+                if progress:
+                    print(f"  threads {threads}: round {round_no + 1}/{repeat}", flush=True)
+    latencies = []
+    for (arch, runtime, threads), times in samples.items():
+        reference = float(np.median(samples[("seed", "torch", threads)]))
+        median = float(np.median(times))
+        latencies.append(
+            Latency(
+                arch=arch,
+                runtime=runtime,
+                threads=threads,
+                median_ms=median * 1e3,
+                p90_ms=float(np.percentile(times, 90)) * 1e3,
+                frames=len(times),
+                speedup_vs_seed_torch=reference / median,
+            )
+        )
+    by_key = {(x.arch, x.runtime, x.threads): x for x in latencies}
+    targets = []
+    for threads in THREADS:
+        targets.append(
+            Target(
+                f"seed INT8 onnxruntime vs seed torch eager, {threads} thread(s)",
+                by_key[("seed", "int8", threads)].speedup_vs_seed_torch,
+                SEED_INT8_TARGET,
+            )
+        )
+        targets.append(
+            Target(
+                f"edge fp32 onnxruntime vs seed torch eager, {threads} thread(s)",
+                by_key[("edge", "fp32", threads)].speedup_vs_seed_torch,
+                EDGE_ONNX_TARGET,
+            )
+        )
+    return BenchReport(tuple(latencies), tuple(targets), onnx_bytes)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--frames", type=int, default=10, help="frames per configuration per round")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("car bench: not implemented yet")
+    from vision.errors import VisionError
+
+    if args.repeat < 1 or args.frames < 1:
+        raise VisionError("--repeat and --frames must be at least 1")
+    report = run_benchmark(args.repeat, args.frames, progress=not args.json)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.format_table())
+    return 0
