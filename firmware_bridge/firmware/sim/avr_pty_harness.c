@@ -216,6 +216,8 @@ static void open_pty(harness_t *h, const char *link_path)
 	}
 	printf("PTY %s\n", slave_name);
 	fflush(stdout);
+	/* From here on stdout carries nothing: a parent that stops reading it must never block us. */
+	dup2(STDERR_FILENO, STDOUT_FILENO);
 }
 
 /* Feeds one received byte into the UART per byte-time, from inside avr_run() at the exact emulated
