@@ -26,7 +26,7 @@ system-packages:
 	@bash tools/install-system-packages.sh
 
 drive: $(RUN_STAMP)
-	$(BIN)/car demo --duration $(DRIVE_SECONDS)
+	$(BIN)/car sim demo
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs. Idempotent: does nothing when they are already there.
+# Debian packages the test suite needs, installed by `make test` (and so by CI). Idempotent: when they are
+# all present it does nothing and asks no registry.
+#   chromium                        the audit report test opens the HTML report headless
+#   gcc-avr avr-libc                build the ATmega328P firmware
+#   simavr libsimavr-dev            run that firmware in an emulated ATmega328P (firmware-in-the-loop tests)
 set -euo pipefail
+wanted=(chromium gcc-avr avr-libc simavr libsimavr-dev)
 needed=()
-for pkg in "$@"; do :; done
-# (filled in as features need them: chromium for the audit report test, gcc-avr/simavr for the firmware)
-wanted=()
 for pkg in "${wanted[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || needed+=("$pkg")
 done
@@ -12,7 +14,13 @@ if [ "${#needed[@]}" -eq 0 ]; then
   exit 0
 fi
 sudo_cmd=""
-if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "error: Debian packages missing (${needed[*]}) and not root: run 'sudo apt-get install -y ${needed[*]}'" >&2
+    exit 2
+  fi
+  sudo_cmd="sudo"
+fi
 echo "installing Debian packages: ${needed[*]}"
 $sudo_cmd apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${needed[@]}"
