@@ -61,7 +61,12 @@ class SimConfig:
     seed: int = _f(0, "seed of the simulated world (same seed, same scene and frames)", min=0)
     scene: str = _f("can_path", "scene kind placed in the world (a vision.sim scene kind, or 'random')")
     start_distance_m: float = _f(
-        0.0, "distance from the car to the can at the start (0: the scene's own)", min=0.0
+        0.0, "distance from the car to the can at the start (0: random, 1.0 to 2.5 m)", min=0.0
+    )
+    episode_pause_s: float = _f(
+        3.0,
+        "car drive: after standing still this long (or at the track's end) the next scene begins",
+        min=0.1,
     )
 
 

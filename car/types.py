@@ -30,6 +30,7 @@ class FaultKind(StrEnum):
     INFERENCE_NAN = "inference_nan"  # non-finite or out-of-range probabilities
     LINK_LOST = "link_lost"  # the serial port is gone or a write failed
     ACK_MISSING = "ack_missing"  # the firmware stopped acknowledging commands
+    LINK_NOISE = "link_noise"  # corrupt frames were discarded on the serial line (either side)
     FIRMWARE_FAULT = "firmware_fault"  # the firmware reports a watchdog stop or errors
     LOG_FAILED = "log_failed"  # the drive log cannot be written: never drive unrecorded
     EXCEPTION = "exception"  # anything unexpected inside the loop
@@ -44,6 +45,7 @@ class Reason(StrEnum):
     GO_HOLD = "go_hold"  # already driving; P(STOP) below threshold but not confidently low
     AWAITING_GO = "awaiting_go"  # stopped; counting confident GO frames (hysteresis)
     FAULT = "fault"  # see the record's faults
+    SHUTDOWN = "shutdown"  # the drive ended (duration, end of stream, signal): the final STOP
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,7 @@ class _Lifecycle:
         raise NotImplementedError
 
 
-class _Pacer:
+class Pacer:
     """Hands out frame times at a fixed rate (fps > 0) or immediately (fps == 0)."""
 
     def __init__(self, fps: float, clock: PacingClock) -> None:
@@ -281,7 +281,7 @@ class VideoFileSource(_Lifecycle):
         self.path = Path(path)
         self.name = f"video:{self.path.name}"
         self.loop = loop
-        self._pacer = _Pacer(fps, clock or WallClock())
+        self._pacer = Pacer(fps, clock or WallClock())
         self._cap: cv2.VideoCapture | None = None
         self._seq = 0
 
@@ -331,7 +331,7 @@ class ImageFolderSource(_Lifecycle):
         self.path = Path(path)
         self.name = f"folder:{self.path.name}"
         self.loop = loop
-        self._pacer = _Pacer(fps, clock or WallClock())
+        self._pacer = Pacer(fps, clock or WallClock())
         self._items: tuple[tuple[Path, int], ...] = ()
         self._index = 0
         self._seq = 0
@@ -399,7 +399,7 @@ class SimSource(_Lifecycle):
         self.speed_mps = speed_mps
         self.name = name
         self.clock = clock or WallClock()
-        self._pacer = _Pacer(fps, self.clock)
+        self._pacer = Pacer(fps, self.clock)
         self._t_last: float | None = None
         self._seq = 0
         self.distance_m = 0.0
