@@ -41,8 +41,11 @@ def _saturation(img: np.ndarray, factor: float) -> np.ndarray:
 
 def _hue(img: np.ndarray, shift: float) -> np.ndarray:
     """Rotate the hue by `shift` turns (OpenCV's full-range HSV: 256 hue steps per turn)."""
+    steps = round(shift * 256) % 256
+    if steps == 0:  # the HSV round trip is lossy; skip it when there is nothing to rotate
+        return img
     hsv = cv2.cvtColor(np.round(img).astype(np.uint8), cv2.COLOR_RGB2HSV_FULL)
-    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + round(shift * 256)) % 256
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + steps) % 256
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL).astype(np.float32)
 
 

@@ -1,0 +1,149 @@
+"""Training: the published recipe, deterministic for a seed, one preprocessing path end to end."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vision.augment import ColorJitter
+from vision.errors import VisionError
+from vision.imageio import write_rgb
+from vision.training import TrainConfig, evaluate_loss, split_indices, train_network
+
+
+def coloured_frames(n: int, seed: int, size: int = 224) -> tuple[np.ndarray, np.ndarray]:
+    """GO frames are blue-dominant, STOP frames red-dominant (a BGR/RGB swap would invert every label)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.integers(0, 60, (n, size, size, 3), dtype=np.uint8)
+    strong = rng.integers(150, 230, n).astype(np.uint8)
+    images[labels == 1, :, :, 0] += strong[labels == 1, None, None]
+    images[labels == 0, :, :, 2] += strong[labels == 0, None, None]
+    return images, labels
+
+
+def write_folder(root: Path, n: int, seed: int, size: int = 240) -> Path:
+    """A real-looking folder in the published naming `{label}_{uuid}.jpg` (320×240-ish frames)."""
+    root.mkdir(parents=True, exist_ok=True)
+    images, labels = coloured_frames(n, seed, size)
+    rng = np.random.default_rng(seed + 1000)
+    for image, label in zip(images, labels, strict=True):
+        name = uuid.UUID(int=int(rng.integers(0, 2**63)), version=4)
+        write_rgb(root / f"{label}_{name}.jpg", image)
+    return root
+
+
+TINY = TrainConfig(arch="edge", epochs=1, batch_size=8, seed=3, threads=1, progress=False)
+
+
+def test_split_is_80_20_seeded_and_disjoint():
+    a = split_indices(50, 0.2, seed=1)
+    b = split_indices(50, 0.2, seed=1)
+    c = split_indices(50, 0.2, seed=2)
+    assert len(a.val) == 10 and len(a.train) == 40
+    assert not set(a.val) & set(a.train)
+    assert sorted([*a.val, *a.train]) == list(range(50))
+    np.testing.assert_array_equal(a.val, b.val)
+    assert not np.array_equal(a.val, c.val)
+    with pytest.raises(VisionError, match="at least 2"):
+        split_indices(1, 0.2, seed=0)
+
+
+def test_colour_jitter_is_seeded_and_keeps_uint8_rgb():
+    img = coloured_frames(1, 0)[0][0]
+    jitter = ColorJitter()
+    a = jitter(img, np.random.default_rng(5))
+    b = jitter(img, np.random.default_rng(5))
+    c = jitter(img, np.random.default_rng(6))
+    assert a.dtype == np.uint8 and a.shape == img.shape
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert not np.array_equal(a, img)
+    np.testing.assert_array_equal(ColorJitter(0, 0, 0, 0)(img, np.random.default_rng(0)), img)
+
+
+def test_training_is_deterministic_for_a_seed():
+    images, labels = coloured_frames(12, 0)
+    first = train_network(images, labels, TINY)
+    again = train_network(images, labels, TINY)
+    other = train_network(
+        images, labels, TrainConfig(arch="edge", epochs=1, batch_size=8, seed=4, threads=1, progress=False)
+    )
+    for name, tensor in first.network.state_dict().items():
+        assert torch.equal(tensor, again.network.state_dict()[name]), name
+    assert first.history == again.history or [h.val_loss for h in first.history] == [
+        h.val_loss for h in again.history
+    ]
+    assert any(
+        not torch.equal(t, other.network.state_dict()[n]) for n, t in first.network.state_dict().items()
+    )
+
+
+def test_keeps_the_epoch_with_the_lowest_validation_loss():
+    images, labels = coloured_frames(16, 1)
+    config = TrainConfig(
+        arch="edge", epochs=3, batch_size=8, seed=0, learning_rate=3e-3, threads=1, progress=False
+    )
+    result = train_network(images, labels, config)
+    losses = [h.val_loss for h in result.history]
+    assert result.best_epoch == int(np.argmin(losses)) + 1
+    val_loss, _ = evaluate_loss(result.network, images[result.split.val], labels[result.split.val], _prep())
+    assert val_loss == pytest.approx(losses[result.best_epoch - 1], rel=1e-5)
+
+
+def _prep():
+    from vision.preprocess import Preprocessing
+
+    return Preprocessing()
+
+
+def test_bad_training_input_is_a_clear_error():
+    with pytest.raises(VisionError, match="RGB uint8"):
+        train_network(np.zeros((4, 100, 100, 3), np.uint8), np.zeros(4, np.int64), TINY)
+    with pytest.raises(VisionError, match="epochs"):
+        train_network(*coloured_frames(4, 0), TrainConfig(epochs=0, progress=False))
+
+
+def test_car_train_writes_a_bundle_whose_live_path_sees_the_same_colours(tmp_path):
+    """Train on files, then run the car's path (read file → preprocess → ONNX detector) on fresh files.
+
+    Classes differ only in red vs blue: if training, export or inference read BGR anywhere, the live
+    accuracy would collapse to ~0 instead of ~1.
+    """
+    from car.commands import evaluate, train
+
+    data = write_folder(tmp_path / "train", 30, seed=0)
+    test = write_folder(tmp_path / "test", 16, seed=50)
+    out = tmp_path / "models" / "colour"
+    args = argparse.Namespace(
+        data=data,
+        arch="edge",
+        out=out,
+        epochs=3,
+        seed=0,
+        batch_size=8,
+        lr=3e-3,
+        limit=None,
+        threads=None,
+        no_int8=False,
+        no_augment=False,
+        json=True,
+    )
+    assert train.run(args) == 0
+    from vision.bundle import load_bundle
+
+    bundle = load_bundle(out)
+    summary = bundle.manifest.data
+    assert (summary.n_total, summary.n_train, summary.n_val) == (30, 24, 6)
+    assert (summary.n_go, summary.n_stop) == (15, 15)
+    assert "ColorJitter" in summary.augmentation
+    assert bundle.manifest.metrics.best_epoch in (1, 2, 3)
+    assert bundle.has("onnx_int8") and bundle.manifest.metrics.int8_accuracy_delta is not None
+    for runtime in ("onnx", "torch", "onnx-int8"):
+        result = evaluate.evaluate(out, test, runtime=runtime, with_baseline=False)
+        assert result.network.accuracy >= 0.9, (runtime, result.network)
