@@ -1,11 +1,89 @@
-"""`car explain`: not built yet."""
+"""`car explain DRIVE --out DIR`: a DeepSHAP audit of a drive log, with an HTML report.
+
+Heavy imports (torch, shap, matplotlib) happen inside `run`, so `car --help` stays fast.
+"""
+
+from __future__ import annotations
 
 import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from explain.background import DEFAULT_SPEC
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.add_argument("drive", type=Path, metavar="DRIVE", help="the drive log (.sqlite) `car drive` wrote")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="report folder (resumable)")
+    parser.add_argument(
+        "--select",
+        default="auto",
+        metavar="all|auto|changes|stride:K|frames:A-B",
+        help="frames to explain; auto: decision changes, small margins, faults, a stride sample, ≤ 10%% (default)",
+    )
+    parser.add_argument(
+        "--background",
+        default=DEFAULT_SPEC,
+        metavar="SPEC",
+        help="reference frames: sim:SEED, folder:PATH, log:PATH or a path; @N sets the count "
+        f"(default {DEFAULT_SPEC}@100)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        metavar="BUNDLE",
+        help="explain this bundle even if it is not the network that drove (the report says so first)",
+    )
+    parser.add_argument(
+        "--horizon", type=float, default=0.35, help="horizon row as a fraction of the height (default 0.35)"
+    )
+    parser.add_argument("--occlusion-frames", type=int, default=6, help="frames in the occlusion check")
+    parser.add_argument(
+        "--sanity-frames", type=int, default=2, help="frames in the randomisation check (0: off)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the noise occlusion and the randomisation"
+    )
+    parser.add_argument("--json", action="store_true", help="print the audit's numbers as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("car explain: not implemented yet")
+    from explain.audit import AuditOptions, run_audit
+    from explain.errors import ExplainError
+
+    if args.occlusion_frames < 0 or args.sanity_frames < 0:
+        raise ExplainError("--occlusion-frames and --sanity-frames must be 0 or more")
+    options = AuditOptions(
+        log=args.drive,
+        out=args.out,
+        select=args.select,
+        background=args.background,
+        device=args.device,
+        model=args.model,
+        horizon=args.horizon,
+        occlusion_frames=args.occlusion_frames,
+        sanity_frames=args.sanity_frames,
+        seed=args.seed,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    result = run_audit(options)
+    if args.json:
+        print(json.dumps(asdict(result.numbers), indent=2))
+    else:
+        n = result.numbers
+        print(result.model.first_line)
+        print(
+            f"explained {n.frames_explained} of {n.frames_total} frames in {n.seconds:.1f} s; flagged {n.flagged}"
+        )
+        if n.stop_focus_mean is not None:
+            print(
+                f"STOP attribution on the can {n.stop_focus_mean:.1%} (random {n.random_focus_mean:.1%}), "
+                f"pointing game {n.pointing_hit_rate:.1%} over {n.frames_with_can} frames with the can in view"
+            )
+        print(f"report: {result.report}")
+    return 0

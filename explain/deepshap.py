@@ -1,0 +1,548 @@
+"""A fast, exact DeepSHAP engine for chain networks (SeedNet, EdgeNet, any chain of supported layers).
+
+It computes the same numbers as `shap.DeepExplainer(model, background).shap_values(x)` (shap 0.51,
+`deep_pytorch.py`), but does far less work for them:
+
+- shap tiles the frame N times beside the N background frames and runs forward + backward over 2N rows,
+  once per output. The DeepLIFT rescale rule only ever reads, for background row j, the pair (frame
+  activation, background j activation), and shap keeps only the background half of the gradient. Here
+  the frame runs forward once (batch 1), the background's activations are computed once per audit (or
+  per batch of frames when they do not fit in memory), and only the N background rows are run backward.
+- Every requested output, and several frames, share one backward pass (rows = frames × outputs × N).
+- Layers are not hooked: the chain of leaf modules is read once, and each layer's DeepLIFT rule is
+  applied directly (`LayerRule` registry below), in no-grad mode.
+
+The rules reproduce shap's, including its numerical corner cases: the gradient fallback where
+|Δin| < 1e-6 for activations, the zeroing where |Δin| < 1e-7 in max-pooling, and the frame-row gradient
+that shap's max-pool rule reads (it differs from the background row's only after such a fallback, so it
+is tracked only when that happens).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from explain.errors import ExplainError
+
+ACTIVATION_FALLBACK = 1e-6  # shap's nonlinear_1d: below this |Δin| the ordinary gradient is used
+MAXPOOL_ZERO = 1e-7  # shap's maxpool: below this |Δin| the multiplier is 0
+
+
+# --------------------------------------------------------------------------------------------- state
+
+
+@dataclass(slots=True)
+class RowGrads:
+    """Gradients flowing backward, shaped (frames, outputs, background, *features).
+
+    `bg` is the background rows' gradient, the one shap keeps. `frame` is the tiled frame rows' gradient,
+    which equals `bg` (None) except after an activation's gradient fallback and up to the next max-pool.
+    """
+
+    bg: torch.Tensor
+    frame: torch.Tensor | None = None
+
+    def frame_or_bg(self) -> torch.Tensor:
+        return self.bg if self.frame is None else self.frame
+
+
+@dataclass(slots=True)
+class Saved:
+    """What one layer's rule keeps from a forward pass (for the frames or for a background chunk)."""
+
+    x: torch.Tensor | None = None  # layer input
+    y: torch.Tensor | None = None  # layer output
+    aux: torch.Tensor | None = None  # rule-specific: activation derivative, max-pool argmax mask/indices
+
+
+def _lead(t: torch.Tensor, where: str) -> torch.Tensor:
+    """Put frame activations (B, *f) or background activations (c, *f) into the (B, K, c, *f) layout."""
+    return t[:, None, None] if where == "frame" else t[None, None]
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape((-1, *t.shape[3:]))
+
+
+def _unflat(t: torch.Tensor, lead: tuple[int, int, int]) -> torch.Tensor:
+    return t.reshape((*lead, *t.shape[1:]))
+
+
+# --------------------------------------------------------------------------------------------- rules
+
+
+class LayerRule(ABC):
+    """How one kind of leaf module takes part in DeepLIFT (shap's `op_handler`)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Saved]:
+        y = self.module(x)
+        return y, self.save(x, y)
+
+    def save(self, x: torch.Tensor, y: torch.Tensor) -> Saved:
+        return Saved()
+
+    @abstractmethod
+    def backward(self, g: RowGrads, frame: Saved, bg: Saved, in_shape: tuple[int, ...]) -> RowGrads:
+        """Gradients at the layer's output → gradients at its input (both in the (B, K, c, *f) layout)."""
+
+
+class PassthroughRule(LayerRule):
+    """Dropout (eval), Identity, Flatten: the ordinary gradient, reshaped to the input."""
+
+    def backward(self, g: RowGrads, frame: Saved, bg: Saved, in_shape: tuple[int, ...]) -> RowGrads:
+        lead = tuple(g.bg.shape[:3])
+        fr = None if g.frame is None else g.frame.reshape((*lead, *in_shape))
+        return RowGrads(g.bg.reshape((*lead, *in_shape)), fr)
+
+
+class AffineRule(LayerRule):
+    """Linear, convolution, average pooling, batch norm (eval): the ordinary gradient (shap's linear_1d)."""
+
+    def vjp(self, g: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+        """Gradient w.r.t. the input for flat rows `g` (R, *out); affine, so it needs no activations."""
+        with torch.enable_grad():
+            z = torch.zeros((g.shape[0], *in_shape), dtype=g.dtype, device=g.device, requires_grad=True)
+            (grad,) = torch.autograd.grad(self.module(z), z, g)
+        return grad
+
+    def backward(self, g: RowGrads, frame: Saved, bg: Saved, in_shape: tuple[int, ...]) -> RowGrads:
+        lead = tuple(g.bg.shape[:3])
+        out_bg = _unflat(self.vjp(_flat(g.bg), in_shape), lead)  # type: ignore[arg-type]
+        out_fr = None if g.frame is None else _unflat(self.vjp(_flat(g.frame), in_shape), lead)  # type: ignore[arg-type]
+        return RowGrads(out_bg, out_fr)
+
+
+class LinearRule(AffineRule):
+    def vjp(self, g: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+        assert isinstance(self.module, nn.Linear)
+        return g @ self.module.weight
+
+
+class Conv2dRule(AffineRule):
+    def vjp(self, g: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+        m = self.module
+        assert isinstance(m, nn.Conv2d)
+        if isinstance(m.padding, str) or m.padding_mode != "zeros":
+            return super().vjp(g, in_shape)
+        return torch.nn.grad.conv2d_input(
+            (g.shape[0], *in_shape), m.weight, g, m.stride, m.padding, m.dilation, m.groups
+        )
+
+
+class ActivationRule(LayerRule):
+    """Elementwise activations (shap's nonlinear_1d): multiplier Δout/Δin, the gradient where Δin ≈ 0."""
+
+    def derivative(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """f'(x) elementwise, as autograd computes it (used only where |Δin| < 1e-6)."""
+        with torch.enable_grad():
+            z = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.module(z), z, torch.ones_like(y))
+        return grad
+
+    def save(self, x: torch.Tensor, y: torch.Tensor) -> Saved:
+        return Saved(x=x, y=y)
+
+    def backward(self, g: RowGrads, frame: Saved, bg: Saved, in_shape: tuple[int, ...]) -> RowGrads:
+        assert frame.x is not None and frame.y is not None and bg.x is not None and bg.y is not None
+        fx, fy = _lead(frame.x, "frame"), _lead(frame.y, "frame")
+        bx, by = _lead(bg.x, "bg"), _lead(bg.y, "bg")
+        delta_in = fx - bx
+        ratio = (fy - by) / delta_in
+        fallback = torch.abs(delta_in) < ACTIVATION_FALLBACK
+        if not bool(fallback.any()):
+            bg_out = g.bg * ratio
+            return RowGrads(bg_out, None if g.frame is None else g.frame * ratio)
+        d_bg = _lead(self._derivative(bg), "bg")
+        d_fr = _lead(self._derivative(frame), "frame")
+        bg_out = torch.where(fallback, g.bg * d_bg, g.bg * ratio)
+        diverges = g.frame is not None or bool((fallback & (d_bg != d_fr)).any())
+        if not diverges:
+            return RowGrads(bg_out, None)
+        src = g.frame_or_bg()
+        return RowGrads(bg_out, torch.where(fallback, src * d_fr, src * ratio))
+
+    def _derivative(self, saved: Saved) -> torch.Tensor:
+        if saved.aux is None:
+            assert saved.x is not None and saved.y is not None
+            saved.aux = self.derivative(saved.x, saved.y)
+        return saved.aux
+
+
+class ReLURule(ActivationRule):
+    def derivative(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (y > 0).to(y.dtype)  # torch's threshold_backward: the gradient passes where the result > 0
+
+
+class SigmoidRule(ActivationRule):
+    def derivative(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (1 - y) * y
+
+
+class MaxPool2dRule(LayerRule):
+    """shap's maxpool rule: the output difference, split between the frame's and the reference's argmax.
+
+    Δout is written as (max(y, r) − r) at the frame's argmax plus (y − max(y, r)) at the reference's
+    argmax, each divided by Δin there (0 where |Δin| < 1e-7); every other input position gets 0. With
+    non-overlapping windows (kernel = stride, no padding/dilation) that is two scatters of pooled-size
+    values, instead of shap's full-size unpool, divide and select over every row.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__(module)
+        assert isinstance(module, nn.MaxPool2d)
+        self.pool = module
+        k, s = _pair(module.kernel_size), _pair(module.stride if module.stride else module.kernel_size)
+        self.simple = (
+            k == s and _pair(module.padding) == (0, 0) and _pair(module.dilation) == (1, 1)
+        ) and not module.ceil_mode
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Saved]:
+        p = self.pool
+        y, idx = F.max_pool2d(x, p.kernel_size, p.stride, p.padding, p.dilation, p.ceil_mode, True)
+        return y, Saved(x=x, y=y, aux=idx)
+
+    def backward(self, g: RowGrads, frame: Saved, bg: Saved, in_shape: tuple[int, ...]) -> RowGrads:
+        assert frame.y is not None and bg.y is not None
+        fy, by = _lead(frame.y, "frame"), _lead(bg.y, "bg")
+        cross = torch.maximum(fy, by)
+        to_frame_max = cross - by  # the part of Δout credited at the frame's argmax
+        to_ref_max = fy - cross  # the part credited at the reference's argmax
+        if not self.simple:
+            at_frame = g.frame_or_bg() * to_frame_max
+            return RowGrads(self._unpool_divide(at_frame, g.bg * to_ref_max, frame, bg, in_shape), None)
+        return RowGrads(self._scatter(g, to_frame_max, to_ref_max, frame, bg, in_shape), None)
+
+    def _scatter(
+        self,
+        g: RowGrads,
+        to_frame_max: torch.Tensor,
+        to_ref_max: torch.Tensor,
+        frame: Saved,
+        bg: Saved,
+        in_shape: tuple[int, ...],
+    ) -> torch.Tensor:
+        """Non-overlapping windows: the multipliers are written at ≤ 2 positions per window.
+
+        Everything that does not depend on the output rows (Δin at both argmaxes, the 1/Δin factors) is
+        computed once per frame × reference pair, then each row costs two products and two scatters.
+        """
+        assert frame.x is not None and frame.y is not None and frame.aux is not None
+        assert bg.x is not None and bg.y is not None and bg.aux is not None
+        b, k, c = g.bg.shape[:3]
+        ch = g.bg.shape[3]
+        hw, full = g.bg.shape[4] * g.bg.shape[5], in_shape[-2] * in_shape[-1]
+        fi = frame.aux.reshape(b, 1, 1, ch, hw)  # frame argmax, flat index into H*W
+        bi = bg.aux.reshape(1, 1, c, ch, hw)  # reference argmax
+        fx = frame.x.reshape(b, 1, 1, ch, full)
+        bx = bg.x.reshape(1, 1, c, ch, full)
+        # Δin at the frame's argmax (the frame's value there is its max) and at the reference's argmax.
+        b_at_fi = torch.gather(bx.expand(b, 1, c, ch, full), 4, fi.expand(b, 1, c, ch, hw))
+        d_frame = frame.y.reshape(b, 1, 1, ch, hw) - b_at_fi
+        x_at_bi = torch.gather(fx.expand(b, 1, c, ch, full), 4, bi.expand(b, 1, c, ch, hw))
+        d_ref = x_at_bi - bg.y.reshape(1, 1, c, ch, hw)
+        same = fi == bi  # both argmaxes on one position: its multiplier is (both parts) / Δin
+        inv_frame = torch.where(torch.abs(d_frame) < MAXPOOL_ZERO, 0.0, 1.0 / d_frame)
+        inv_ref = torch.where(same | (torch.abs(d_ref) < MAXPOOL_ZERO), 0.0, 1.0 / d_ref)
+        ref_part = to_ref_max.reshape(b, 1, c, ch, hw)
+        frame_part = to_frame_max.reshape(b, 1, c, ch, hw)
+        gb = g.bg.reshape(b, k, c, ch, hw)
+        if g.frame is None:
+            v_frame = gb * ((frame_part + torch.where(same, ref_part, 0.0)) * inv_frame)
+        else:
+            gf = g.frame.reshape(b, k, c, ch, hw)
+            v_frame = (gf * frame_part + gb * torch.where(same, ref_part, 0.0)) * inv_frame
+        v_ref = gb * (ref_part * inv_ref)
+        out = torch.zeros((b, k, c, ch, full), dtype=gb.dtype, device=gb.device)
+        out.scatter_(4, fi.expand(b, k, c, ch, hw), v_frame)
+        out.scatter_add_(4, bi.expand(b, k, c, ch, hw), v_ref)
+        return out.reshape((b, k, c, *in_shape))
+
+    def _unpool_divide(
+        self, at_frame: torch.Tensor, at_ref: torch.Tensor, frame: Saved, bg: Saved, in_shape: tuple[int, ...]
+    ) -> torch.Tensor:
+        """shap's own formulation (overlapping windows, padding): unpool both parts, add, divide by Δin."""
+        assert frame.x is not None and frame.aux is not None and bg.x is not None and bg.aux is not None
+        p = self.pool
+        lead = tuple(at_frame.shape[:3])
+
+        def unpool(v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            full_idx = idx.expand((*lead, *idx.shape[3:])).reshape((-1, *idx.shape[3:]))
+            out = F.max_unpool2d(_flat(v), full_idx, p.kernel_size, p.stride, p.padding, list(in_shape[-2:]))
+            return _unflat(out, lead)  # type: ignore[arg-type]
+
+        summed = unpool(at_frame, _lead(frame.aux, "frame")) + unpool(at_ref, _lead(bg.aux, "bg"))
+        delta_in = _lead(frame.x, "frame") - _lead(bg.x, "bg")
+        return torch.where(torch.abs(delta_in) < MAXPOOL_ZERO, 0.0, summed / delta_in)
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+RuleFactory = Callable[[nn.Module], LayerRule]
+RULES: dict[type[nn.Module], RuleFactory] = {
+    nn.Dropout: PassthroughRule,
+    nn.Dropout2d: PassthroughRule,
+    nn.Identity: PassthroughRule,
+    nn.Flatten: PassthroughRule,
+    nn.Linear: LinearRule,
+    nn.Conv2d: Conv2dRule,
+    nn.AvgPool2d: AffineRule,
+    nn.AdaptiveAvgPool2d: AffineRule,
+    nn.BatchNorm2d: AffineRule,
+    nn.BatchNorm1d: AffineRule,
+    nn.ReLU: ReLURule,
+    nn.Sigmoid: SigmoidRule,
+    nn.Tanh: ActivationRule,
+    nn.ELU: ActivationRule,
+    nn.LeakyReLU: ActivationRule,
+    nn.Softplus: ActivationRule,
+    nn.GELU: ActivationRule,
+    nn.SELU: ActivationRule,
+    nn.MaxPool2d: MaxPool2dRule,
+}
+
+
+# --------------------------------------------------------------------------------------------- chain
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLayer:
+    name: str
+    rule: LayerRule
+    in_shape: tuple[int, ...]  # per sample
+    out_shape: tuple[int, ...]
+
+
+def read_chain(model: nn.Module, example: torch.Tensor) -> tuple[ChainLayer, ...]:
+    """The model's leaf modules in execution order, checked to form a chain of supported layers.
+
+    The check is by tensor identity: each leaf must consume exactly the tensor the previous leaf
+    produced, and the model's output must be the last leaf's output. Anything else (skip connections,
+    functional activations in `forward`, in-place ops) is refused rather than explained wrongly.
+    """
+    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
+    calls: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
+    handles = []
+    for name, module in leaves:
+
+        def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor, name: str = name) -> None:
+            calls.append((name, mod, inp[0], out))
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            result = model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    if not calls:
+        raise ExplainError("the network has no layers to explain; check the bundle's architecture")
+    layers: list[ChainLayer] = []
+    previous: torch.Tensor = example
+    for name, module, inp, out in calls:
+        if inp is not previous:
+            raise ExplainError(
+                f"layer {name!r} does not take the previous layer's output: DeepSHAP here explains chain "
+                "networks only (every activation its own module, no skip connections, nothing in-place)"
+            )
+        factory = RULES.get(type(module))
+        if factory is None:
+            raise ExplainError(
+                f"layer {name!r} ({type(module).__name__}) has no DeepLIFT rule; supported: "
+                f"{sorted(t.__name__ for t in RULES)}"
+            )
+        layers.append(ChainLayer(name, factory(module), tuple(inp.shape[1:]), tuple(out.shape[1:])))
+        previous = out
+    if result is not previous:
+        raise ExplainError("the network's output is not its last layer's output; it is not a chain")
+    return tuple(layers)
+
+
+def _forward(layers: Sequence[ChainLayer], x: torch.Tensor) -> tuple[torch.Tensor, list[Saved]]:
+    saved: list[Saved] = []
+    for layer in layers:
+        x, s = layer.rule.forward(x)
+        saved.append(s)
+    return x, saved
+
+
+# --------------------------------------------------------------------------------------------- engine
+
+
+@dataclass(frozen=True, slots=True)
+class Attributions:
+    """DeepSHAP values of some frames for some outputs.
+
+    `values` is float32 (frames, outputs, C, H, W); `outputs` the explained output indices; `expected`
+    the mean output over the background (per explained output); `model_output` the network's output for
+    each frame (per explained output). Additivity: values summed over C, H, W + expected = model_output.
+    """
+
+    values: np.ndarray
+    outputs: tuple[int, ...]
+    expected: np.ndarray
+    model_output: np.ndarray
+
+    def additivity_error(self) -> np.ndarray:
+        """|Σ values + expected − output| per frame and output."""
+        total = self.values.reshape(self.values.shape[0], self.values.shape[1], -1).astype(np.float64).sum(-1)
+        return np.abs(total + self.expected[None, :] - self.model_output)
+
+    def of_output(self, output: int) -> np.ndarray:
+        """(frames, C, H, W) values for one output index."""
+        return self.values[:, self.outputs.index(output)]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Memory knobs; they change speed, never the values."""
+
+    cache_bytes: int = 1280 * 2**20  # keep the background's activations if they fit in this
+    work_bytes: int = 384 * 2**20  # largest gradient tensor of one backward chunk
+    frames_per_pass: int = 4
+
+
+class DeepShapEngine:
+    """Exact DeepSHAP (shap.DeepExplainer's values) for a chain network and a fixed background."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        background: torch.Tensor | np.ndarray,
+        device: str | torch.device = "cpu",
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.settings = settings or EngineSettings()
+        self.model = model.eval().to(self.device)
+        self.background = torch.as_tensor(np.asarray(background, dtype=np.float32)).to(self.device)
+        if self.background.ndim < 2 or self.background.shape[0] < 1:
+            raise ExplainError("the background needs at least one frame")
+        self.layers = read_chain(self.model, self.background[:1])
+        n = self.background.shape[0]
+        self.widest = max(math.prod(lay.in_shape) for lay in self.layers)
+        chunk = self._bg_chunk(rows_per_bg=1)
+        outputs: list[torch.Tensor] = []
+        cache: list[tuple[int, int, list[Saved]]] | None = []
+        with torch.no_grad():
+            for lo, hi in _spans(n, chunk):
+                out, saved = _forward(self.layers, self.background[lo:hi])
+                outputs.append(out)
+                if cache is not None and lo == 0 and _saved_bytes(saved) * n / hi > self.settings.cache_bytes:
+                    cache = None  # too big to keep: recomputed per batch of frames instead
+                if cache is not None:
+                    cache.append((lo, hi, saved))
+        self._cache = cache
+        bg_out = torch.cat(outputs)
+        if bg_out.ndim != 2:
+            raise ExplainError(
+                f"the network's output has shape {tuple(bg_out.shape[1:])}; expected (outputs,)"
+            )
+        self.num_outputs = int(bg_out.shape[1])
+        self.expected_value = bg_out.mean(0).cpu().numpy()
+
+    @property
+    def background_size(self) -> int:
+        return int(self.background.shape[0])
+
+    @property
+    def caches_background(self) -> bool:
+        return self._cache is not None
+
+    def _bg_chunk(self, rows_per_bg: int) -> int:
+        per_row = 4 * self.widest
+        return max(1, min(self.background_size, self.settings.work_bytes // max(1, per_row * rows_per_bg)))
+
+    def _background_chunks(self, chunk: int) -> Iterator[tuple[int, int, list[Saved]]]:
+        if self._cache is not None:
+            yield from self._cache
+            return
+        for lo, hi in _spans(self.background_size, chunk):
+            _, saved = _forward(self.layers, self.background[lo:hi])
+            yield lo, hi, saved
+
+    def explain(
+        self, frames: torch.Tensor | np.ndarray, outputs: Sequence[int] | None = None
+    ) -> Attributions:
+        """DeepSHAP values of `frames` (N, C, H, W), float32 network inputs, for the given output indices."""
+        x_all = torch.as_tensor(np.asarray(frames, dtype=np.float32)).to(self.device)
+        if tuple(x_all.shape[1:]) != tuple(self.background.shape[1:]):
+            raise ExplainError(
+                f"frames have shape {tuple(x_all.shape[1:])}, the background {tuple(self.background.shape[1:])}"
+            )
+        outs = tuple(range(self.num_outputs)) if outputs is None else tuple(int(o) for o in outputs)
+        if not outs or min(outs) < 0 or max(outs) >= self.num_outputs:
+            raise ExplainError(f"outputs {outs} out of range for a network with {self.num_outputs} outputs")
+        values: list[np.ndarray] = []
+        model_out: list[np.ndarray] = []
+        step = max(1, self.settings.frames_per_pass)
+        with torch.no_grad():
+            for lo, hi in _spans(x_all.shape[0], step):
+                phi, out = self._explain_batch(x_all[lo:hi], outs)
+                values.append(phi)
+                model_out.append(out)
+        return Attributions(
+            values=np.concatenate(values),
+            outputs=outs,
+            expected=self.expected_value[list(outs)].astype(np.float64),
+            model_output=np.concatenate(model_out).astype(np.float64),
+        )
+
+    def _explain_batch(self, x: torch.Tensor, outs: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        b, k, n = x.shape[0], len(outs), self.background_size
+        y, frame_saved = _forward(self.layers, x)
+        total = torch.zeros((b, k, *x.shape[1:]), dtype=torch.float32, device=self.device)
+        chunk = self._bg_chunk(rows_per_bg=b * k)
+        onehot = torch.zeros((b, k, 1, self.num_outputs), dtype=torch.float32, device=self.device)
+        for i, o in enumerate(outs):
+            onehot[:, i, 0, o] = 1.0
+        for lo, hi, bg_saved in self._background_chunks(chunk):
+            for clo, chi in _spans(hi - lo, chunk):
+                sub = (
+                    [_slice_saved(s, clo, chi) for s in bg_saved] if (clo, chi) != (0, hi - lo) else bg_saved
+                )
+                g = RowGrads(onehot.expand(b, k, chi - clo, self.num_outputs).contiguous())
+                for layer, fs, bs in zip(
+                    reversed(self.layers), reversed(frame_saved), reversed(sub), strict=True
+                ):
+                    g = layer.rule.backward(g, fs, bs, layer.in_shape)
+                ref = self.background[lo + clo : lo + chi]
+                total += (g.bg * (x[:, None, None] - ref[None, None])).sum(2)
+        phi = (total / n).cpu().numpy()
+        out = y[:, list(outs)].cpu().numpy()
+        return phi, out
+
+
+def _saved_bytes(saved: Sequence[Saved]) -> int:
+    """Bytes held by saved activations, each storage counted once (a ReLU's input is the pool's output)."""
+    seen: dict[int, int] = {}
+    for s in saved:
+        for t in (s.x, s.y, s.aux):
+            if t is not None:
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(seen.values())
+
+
+def _slice_saved(s: Saved, lo: int, hi: int) -> Saved:
+    return Saved(
+        x=None if s.x is None else s.x[lo:hi],
+        y=None if s.y is None else s.y[lo:hi],
+        aux=None if s.aux is None else s.aux[lo:hi],
+    )
+
+
+def _spans(n: int, step: int) -> Iterator[tuple[int, int]]:
+    for lo in range(0, n, step):
+        yield lo, min(n, lo + step)

@@ -1,0 +1,316 @@
+"""The audit's report: one self-contained HTML page (every image inline as a data: URI; no server, no
+network), plus the same figures as PNG files beside it and the numbers as `audit.json`.
+
+Overlays follow the published (shap.image_plot) style: the frame, then the STOP map and the GO map over a
+faint grey copy of the frame, red where a pixel raises that output and blue where it lowers it, both maps
+on one colour scale (the 99.9th percentile of |value|).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from explain.metrics import pixel_map
+from vision.labels import GO, STOP, label_name
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from explain.audit import AuditResult, FrameAudit
+    from explain.store import StoredFrame
+
+MAX_FRAME_FIGURES = 24  # flagged frames first, then the most confident STOPs
+
+
+def _png(fig: Figure) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def overlay_png(rgb: np.ndarray, stored: StoredFrame, title: str) -> bytes:
+    """The frame, then the STOP and GO maps (red raises, blue lowers), one shared colour scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from shap.plots.colors import red_transparent_blue
+
+    maps = {out: pixel_map(stored.values[stored.outputs.index(out)]) for out in (STOP, GO)}
+    scale = float(np.nanpercentile(np.abs(np.stack(list(maps.values()))), 99.9)) or 1.0
+    grey = rgb.astype(np.float64).mean(axis=2)
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
+    axes[0].imshow(rgb)
+    axes[0].set_title(title, fontsize=9)
+    image = None
+    for ax, out in zip(axes[1:], (STOP, GO), strict=True):
+        prob = float(stored.model_output[stored.outputs.index(out)])
+        ax.imshow(grey, cmap="gray", alpha=0.15)
+        image = ax.imshow(maps[out], cmap=red_transparent_blue, vmin=-scale, vmax=scale)
+        ax.set_title(f"{label_name(out)} map, P={prob:.3f}", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    if image is not None:
+        bar = fig.colorbar(image, ax=list(axes[1:]), orientation="horizontal", fraction=0.05, pad=0.04)
+        bar.set_label("SHAP value (red raises the output, blue lowers it)", fontsize=8)
+    return _png(fig)
+
+
+def timeline_png(result: AuditResult) -> bytes:
+    """P(STOP) over the drive with the threshold, STOP decisions, faults, ground truth and flagged frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ticks = result.ticks
+    t0 = ticks[0].t
+    t = np.asarray([x.t - t0 for x in ticks])
+    p = np.asarray([np.nan if x.p_stop is None else x.p_stop for x in ticks])
+    stop = np.asarray([x.decision == STOP for x in ticks])
+    fig, ax = plt.subplots(figsize=(11, 3.2))
+    ax.fill_between(t, 0, 1, where=stop, step="post", color="#f4c7c3", alpha=0.7, label="decision STOP")
+    truth = np.asarray([np.nan if x.truth_label is None else x.truth_label for x in ticks], dtype=float)
+    if np.isfinite(truth).any():
+        ax.fill_between(
+            t, -0.08, -0.02, where=truth == STOP, step="post", color="#444", label="ground truth STOP (bar)"
+        )
+    ax.plot(t, p, color="#b03030", lw=1.0, label="P(STOP) logged")
+    ax.axhline(result.model.threshold, color="#555", ls="--", lw=0.8, label="threshold")
+    faults = [x.t - t0 for x in ticks if x.faults]
+    if faults:
+        ax.plot(faults, [1.04] * len(faults), "kx", ms=4, label="fault")
+    explained = [(f.t - t0, f.p_stop) for f in result.frames]
+    if explained:
+        ax.plot(*zip(*explained, strict=True), "o", ms=3, color="#2060c0", label="explained")
+    flagged = [(f.t - t0, f.p_stop) for f in result.frames if f.flagged]
+    if flagged:
+        ax.plot(*zip(*flagged, strict=True), "o", ms=7, mfc="none", mec="#e08000", mew=1.5, label="flagged")
+    ax.set_ylim(-0.1, 1.08)
+    ax.set_xlabel("seconds into the drive")
+    ax.set_ylabel("P(STOP)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return _png(fig)
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
+    return "n/a" if value is None else pattern.format(value)
+
+
+def _frame_title(frame: FrameAudit) -> str:
+    truth = "" if frame.truth_label is None else f", truth {label_name(frame.truth_label)}"
+    return f"seq {frame.seq}: car {label_name(frame.decision)}{truth}"
+
+
+def _frame_caption(frame: FrameAudit) -> str:
+    parts = [f"P(STOP) {frame.p_stop:.3f}"]
+    if frame.focus is not None:
+        parts.append(
+            f"STOP on can {frame.focus.on_can:.0%} (can covers {frame.focus.can_area:.1%}), "
+            f"pointing {'hit' if frame.focus.pointing_hit else 'miss'}"
+        )
+    parts.append(f"below horizon {frame.look.below_horizon:.0%}")
+    parts.append("top regions: " + ", ".join(f"{r.name} {r.share:.0%}" for r in frame.look.top_regions))
+    if frame.faults:
+        parts.append("faults: " + ", ".join(frame.faults))
+    if frame.flagged:
+        parts.append("<b>FLAGGED: STOP rests mostly on background</b>")
+    return "; ".join(parts)
+
+
+def figure_frames(result: AuditResult) -> list[FrameAudit]:
+    flagged = [f for f in result.frames if f.flagged]
+    rest = sorted((f for f in result.frames if not f.flagged), key=lambda f: -f.p_stop)
+    return (flagged + rest)[:MAX_FRAME_FIGURES]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# Counts loaded images into <body data-images-loaded="ok/total">, so a headless browser can check them.
+_IMAGE_CHECK = """<script>
+window.addEventListener('load', function () {
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
+  document.body.setAttribute('data-images-loaded', ok + '/' + imgs.length);
+});
+</script>"""
+
+_STYLE = """<style>
+body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1200px;color:#222}
+h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;font-size:0.9em} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+.first{padding:0.6em;background:#eef3fb;border-left:4px solid #2060c0}
+.warn{background:#fdecea;border-left-color:#c03030} figure{margin:1em 0} figcaption{font-size:0.85em}
+img{max-width:100%}
+</style>"""
+
+
+def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, bytes]) -> str:
+    m, n = result.model, result.numbers
+    warn = " warn" if (m.override and not m.hashes_match) else ""
+    summary_rows = [
+        ("drive log", html.escape(str(result.options.log))),
+        ("ticks / frames", f"{len(result.ticks)} / {n.frames_total}"),
+        ("STOP decisions", str(sum(t.decision == STOP for t in result.ticks))),
+        ("faults", str(sum(bool(t.faults) for t in result.ticks))),
+        ("duration", f"{result.ticks[-1].t - result.ticks[0].t:.1f} s"),
+    ]
+    numbers_rows = [
+        ("frames explained", f"{n.frames_explained} (reused from an earlier run: {result.reused})"),
+        ("selection", html.escape(result.options.select)),
+        ("frames with the can in view (ground truth)", str(n.frames_with_can)),
+        ("STOP attribution on the can (mean)", _fmt(n.stop_focus_mean, "{:.1%}")),
+        ("share of the image the can covers (a random map's score)", _fmt(n.random_focus_mean, "{:.1%}")),
+        ("pointing game hit rate", _fmt(n.pointing_hit_rate, "{:.1%}")),
+        ("STOP attribution below the horizon (mean)", _fmt(n.below_horizon_mean, "{:.1%}")),
+        ("flagged (STOP resting mostly on background)", str(n.flagged)),
+        ("decisions the explained network agrees with", f"{n.agree} of {n.agree_of}"),
+        ("audit time", f"{n.seconds:.1f} s"),
+    ]
+    occl = _table(
+        [
+            "occlusion",
+            "frames",
+            "decisions changed",
+            "P(STOP) before → after",
+            "top-half share before → after",
+        ],
+        [
+            (
+                r.variant,
+                str(r.frames),
+                str(r.decisions_changed),
+                f"{r.stop_before:.3f} → {r.stop_after:.3f}",
+                f"{r.top_share_before:.1%} → {r.top_share_after:.1%}",
+            )
+            for r in result.occlusion
+        ],
+    )
+    if result.sanity is not None:
+        s = result.sanity
+        sanity = (
+            f"<p>{s.frames} frame(s), {s.background} background frames. Weighted layers re-initialised from the "
+            f"output down; Spearman ρ of the STOP maps with the trained network's. "
+            f"<b>{'PASSED' if s.passed else 'FAILED'}</b>: the fully randomised maps correlate "
+            f"{s.final:.3f} (must be below 0.5).</p>"
+            + _table(
+                ["randomised down to", "ρ (signed)", "ρ (|map|)"],
+                [
+                    (html.escape(st.layer), f"{st.rank_correlation:.3f}", f"{st.rank_correlation_abs:.3f}")
+                    for st in s.steps
+                ],
+            )
+        )
+    else:
+        sanity = "<p>not run (--sanity-frames 0)</p>"
+    figures = "".join(
+        f'<figure><img alt="seq {f.seq}" src="{_data_uri(overlays[f.seq])}">'
+        f"<figcaption>{html.escape(_frame_title(f))}: {_frame_caption(f)}</figcaption></figure>"
+        for f in figure_frames(result)
+        if f.seq in overlays
+    )
+    bg = result.background
+    bg_list = html.escape(", ".join(bg.ids[:12]) + (" …" if len(bg.ids) > 12 else ""))
+    network_rows = [
+        ("explained bundle", html.escape(f"{m.bundle_name} ({m.bundle_path}), arch {m.arch}")),
+        ("weights sha256", m.weights_sha256),
+        ("network that drove", html.escape(f"{m.drove_name} ({m.drove_path}), runtime {m.runtime}")),
+        ("hashes match the log", "yes" if m.hashes_match else "NO"),
+        ("max |ΔP(STOP)| vs logged", f"{m.max_prob_diff:.3g}"),
+        ("background", html.escape(f"{bg.spec}: {len(bg)} frames (all listed in audit.json): {bg_list}")),
+        ("device", html.escape(result.options.device)),
+    ]
+
+    def kv(rows: Sequence[tuple[str, str]]) -> str:
+        return _table(["", ""], [(html.escape(k), v) for k, v in rows])
+
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>DeepSHAP audit: {html.escape(result.options.log.name)}</title>
+{_STYLE}</head>
+<body>
+<p class="first{warn}">{html.escape(m.first_line)}</p>
+<h1>DeepSHAP audit of {html.escape(result.options.log.name)}</h1>
+<h2>Drive</h2>{kv(summary_rows)}
+<h2>Timeline</h2><img alt="timeline" src="{_data_uri(timeline)}">
+<h2>Where the network looked</h2>{kv(numbers_rows)}
+<h2>Flagged and example frames</h2>
+<p>The frame, then the STOP and GO maps: red raises that output, blue lowers it.</p>{figures}
+<h2>Occlusion</h2>
+<p>The most confident STOP frames with half of the image replaced; a STOP resting on the can should fall
+when the bottom half is hidden.</p>{occl}
+<h2>Sanity check (cascading randomisation)</h2>{sanity}
+<h2>Network and background</h2>{kv(network_rows)}
+{_IMAGE_CHECK}
+</body></html>
+"""
+
+
+def audit_json(result: AuditResult) -> dict[str, object]:
+    return {
+        "numbers": asdict(result.numbers),
+        "first_line": result.model.first_line,
+        "model": asdict(result.model),
+        "background": {"spec": result.background.spec, "ids": list(result.background.ids)},
+        "frames": [
+            {
+                "seq": f.seq,
+                "p_stop": f.p_stop,
+                "decision": label_name(f.decision),
+                "truth": None if f.truth_label is None else label_name(f.truth_label),
+                "stop_on_can": None if f.focus is None else f.focus.on_can,
+                "can_area": None if f.focus is None else f.focus.can_area,
+                "pointing_hit": None if f.focus is None else f.focus.pointing_hit,
+                "below_horizon": f.look.below_horizon,
+                "top_regions": [{"region": r.name, "share": r.share} for r in f.look.top_regions],
+                "faults": list(f.faults),
+                "flagged": f.flagged,
+            }
+            for f in result.frames
+        ],
+        "occlusion": [asdict(r) for r in result.occlusion],
+        "sanity": None if result.sanity is None else asdict(result.sanity),
+        "timings_s": result.timings,
+    }
+
+
+def write_report(
+    result: AuditResult, images: Mapping[int, np.ndarray], stored: Mapping[int, StoredFrame]
+) -> Path:
+    out = Path(result.options.out)
+    figures_dir = out / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    timeline = timeline_png(result)
+    (figures_dir / "timeline.png").write_bytes(timeline)
+    overlays: dict[int, bytes] = {}
+    for frame in figure_frames(result):
+        png = overlay_png(images[frame.seq], stored[frame.seq], _frame_title(frame))
+        (figures_dir / f"seq_{frame.seq:08d}.png").write_bytes(png)
+        overlays[frame.seq] = png
+    (out / "audit.json").write_text(
+        json.dumps(audit_json(result), indent=2, default=float) + "\n", encoding="utf-8"
+    )
+    page = out / "report.html"
+    tmp = page.with_suffix(".html.tmp")
+    tmp.write_text(render_html(result, timeline, overlays), encoding="utf-8")
+    tmp.replace(page)
+    return page
