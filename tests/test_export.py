@@ -1,0 +1,123 @@
+"""ONNX export: valid single-file graph, dynamic batch, torch↔onnxruntime parity, INT8 with float Sigmoid."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from tests.test_training import coloured_frames, write_folder
+from vision.bundle import load_bundle
+from vision.detector import OnnxDetector
+from vision.export import ExportError, LabelledFrames, _check_parity, build_bundle, torch_probs
+from vision.networks import build_network
+from vision.preprocess import Preprocessing, to_network_input
+
+
+@pytest.fixture(scope="module")
+def calib() -> LabelledFrames:
+    images, labels = coloured_frames(24, 7)
+    return LabelledFrames(images, labels)
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory: pytest.TempPathFactory, calib: LabelledFrames) -> Path:
+    torch.manual_seed(1)
+    return build_bundle(
+        build_network("edge"), "edge", tmp_path_factory.mktemp("e") / "e8", calib, int8=True
+    ).root
+
+
+def test_onnx_is_valid_single_file_opset_at_most_20_with_dynamic_batch(int8_bundle: Path):
+    bundle = load_bundle(int8_bundle)
+    for role in ("onnx", "onnx_int8"):
+        model = onnx.load(str(bundle.path_of(role)))
+        onnx.checker.check_model(model)
+        assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) <= 20
+        assert all(t.data_location == onnx.TensorProto.DEFAULT for t in model.graph.initializer)
+        batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+        assert batch_dim.dim_param and not batch_dim.dim_value
+    assert sorted(p.name for p in int8_bundle.iterdir()) == [
+        "manifest.json",
+        "model.int8.onnx",
+        "model.onnx",
+        "weights.pt",
+    ]
+    detector = OnnxDetector(bundle)
+    for n in (1, 3):
+        assert detector.predict(np.zeros((n, 3, 224, 224), np.float32)).shape == (n, 2)
+
+
+def test_parity_with_torch_on_real_frames(int8_bundle: Path, tmp_path: Path):
+    """Frames written to JPEG and read back through the dataset loader, as the car's folder source does."""
+    from vision.datasets import load_dataset
+    from vision.torch_model import load_torch_network
+
+    bundle = load_bundle(int8_bundle)
+    frames = load_dataset(write_folder(tmp_path / "real", 8, seed=3))
+    prep = bundle.manifest.preprocessing
+    reference = torch_probs(load_torch_network(bundle), LabelledFrames(frames.images), prep)
+    got = OnnxDetector(bundle).predict(to_network_input(frames.images, prep))
+    assert np.max(np.abs(got - reference)) <= 1e-5
+    assert bundle.manifest.metrics.parity_frames == 24
+    assert bundle.manifest.metrics.onnx_parity_max_abs <= 1e-5
+
+
+def test_parity_violation_is_an_error():
+    a = np.zeros((4, 2), np.float32)
+    assert _check_parity(a, a + 5e-6, Path("m.onnx"), 4) == pytest.approx(5e-6)
+    with pytest.raises(ExportError, match=r"max \|Δprob\| = 1\.00e-04 on 4 frames"):
+        _check_parity(a, a + 1e-4, Path("m.onnx"), 4)
+    with pytest.raises(ExportError, match="disagree"):
+        _check_parity(a, a + np.nan, Path("m.onnx"), 4)
+
+
+def test_int8_keeps_sigmoid_float_and_records_accuracy_change(int8_bundle: Path, calib: LabelledFrames):
+    bundle = load_bundle(int8_bundle)
+    model = onnx.load(str(bundle.path_of("onnx_int8")))
+    producers = {out: node for node in model.graph.node for out in node.output}
+    (sigmoid,) = [n for n in model.graph.node if n.op_type == "Sigmoid"]
+    assert producers[sigmoid.input[0]].op_type == "DequantizeLinear"
+    assert model.graph.output[0].name in sigmoid.output  # nothing quantised after it
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    m = bundle.manifest.metrics
+    assert m.int8_frames == len(calib) and m.int8_scope == "linear"
+    assert m.int8_accuracy_delta == pytest.approx(m.int8_accuracy_calib - m.fp32_accuracy_calib)
+    prep = Preprocessing()
+    x = to_network_input(calib.images[:8], prep)
+    fp32 = OnnxDetector(bundle, "fp32").predict(x)
+    int8 = OnnxDetector(bundle, "int8").predict(x)
+    assert 0 < np.max(np.abs(int8 - fp32)) <= max(0.05, m.int8_max_abs_prob_diff)
+
+
+def test_int8_without_frames_fails_before_writing_anything(tmp_path: Path):
+    with pytest.raises(ExportError, match="--calib"):
+        build_bundle(build_network("edge"), "edge", tmp_path / "x", None, int8=True)
+    assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_car_export_rebuilds_onnx_and_int8_from_weights(int8_bundle: Path, tmp_path: Path):
+    from car.commands import export
+
+    copy = Path(shutil.copytree(int8_bundle, tmp_path / "b"))
+    before = load_bundle(copy)
+    data = write_folder(tmp_path / "calib", 12, seed=9)
+    args = argparse.Namespace(bundle=copy, int8=True, calib=data, limit=512, json=True)
+    assert export.run(args) == 0
+    after = load_bundle(copy)
+    assert after.manifest.files["weights"] == before.manifest.files["weights"]
+    assert after.manifest.metrics.int8_frames == 12 and after.manifest.metrics.parity_frames == 12
+    assert after.manifest.name == before.manifest.name
+
+
+def test_car_export_int8_needs_calib(int8_bundle: Path):
+    from car.commands import export
+    from vision.errors import VisionError
+
+    with pytest.raises(VisionError, match="--calib"):
+        export.run(argparse.Namespace(bundle=int8_bundle, int8=True, calib=None, limit=512, json=False))
