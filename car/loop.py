@@ -86,13 +86,19 @@ def frame_faults(frame: Frame, now: float, last_seq: int | None, rules: FrameRul
     elif min(rgb.shape[:2]) < 8:
         faults.append(Fault(FaultKind.BAD_SHAPE, f"frame of {rgb.shape[1]}×{rgb.shape[0]} is too small"))
     else:
-        # Sub-sampled extremes: an all-black (lens cap) or all-white (blown exposure) frame.
-        sample = rgb[::4, ::4]
-        hi, lo = int(sample.max()), int(sample.min())
+        # An all-black (lens cap) or all-white (blown exposure) frame, judged on a sub-sample with 1 %
+        # tolerance so that a few hot or dead pixels do not hide it.
+        sample = rgb[::4, ::4].reshape(-1)
+        lo, hi = (
+            int(v)
+            for v in np.partition(sample, (sample.size // 100, -(sample.size // 100) - 1))[
+                [sample.size // 100, -(sample.size // 100) - 1]
+            ]
+        )
         if hi <= rules.blank_low:
-            faults.append(Fault(FaultKind.BLANK_FRAME, f"all black (brightest value {hi})"))
+            faults.append(Fault(FaultKind.BLANK_FRAME, f"all black (99th percentile value {hi})"))
         elif lo >= rules.blank_high:
-            faults.append(Fault(FaultKind.BLANK_FRAME, f"all white (darkest value {lo})"))
+            faults.append(Fault(FaultKind.BLANK_FRAME, f"all white (1st percentile value {lo})"))
     if last_seq is not None and frame.seq <= last_seq:
         faults.append(Fault(FaultKind.REPEATED_SEQ, f"frame seq {frame.seq} after {last_seq}"))
     age = now - frame.t_capture

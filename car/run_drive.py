@@ -32,7 +32,18 @@ from car.policy import Policy, PolicyParams
 from car.timing import MonotonicClock, format_stats
 from car.types import DriveRecord
 from vision.bundle import MANIFEST_NAME, ModelBundle, load_bundle
-from vision.detector import build_detector
+from vision.detector import Detector, build_detector
+from vision.sources import FrameSource
+
+
+@dataclass(frozen=True, slots=True)
+class DriveHooks:
+    """Optional instrumentation points (tests inject faults through them; benches time through them)."""
+
+    wrap_source: Callable[[FrameSource], FrameSource] | None = None
+    wrap_detector: Callable[[Detector], Detector] | None = None
+    on_ready: Callable[[ControlLoop, McuHandle], None] | None = None
+    on_record: Callable[[DriveRecord], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +159,7 @@ def drive(
     config: CarConfig,
     *,
     log_path: Path | None = None,
-    on_record: Callable[[DriveRecord], None] | None = None,
-    on_ready: Callable[[ControlLoop, McuHandle], None] | None = None,
+    hooks: DriveHooks | None = None,
     out: Callable[[str], None] = print,
 ) -> DriveResult:
     """Run one drive as configured; returns where the log is and what happened."""
@@ -158,7 +168,10 @@ def drive(
     t_start = time.monotonic()
     clock = MonotonicClock()
     bundle = load_model(config)
+    hooks = hooks or DriveHooks()
     detector = build_detector(bundle, config.model.runtime, config.model.threads)
+    if hooks.wrap_detector is not None:
+        detector = hooks.wrap_detector(detector)
     params = PolicyParams.from_config(config.policy, bundle.manifest.threshold)
     path = log_path or default_log_path(config)
 
@@ -175,6 +188,8 @@ def drive(
         stack.callback(link.close)  # sends STOP once more
 
         source = build_source(config, SourceContext(clock, motor_provider(mcu, link)))
+        if hooks.wrap_source is not None:
+            source = hooks.wrap_source(source)
         meta = drive_meta(config, bundle, params.threshold, getattr(source, "name", config.source.kind))
         writer = DriveLogWriter(
             path,
@@ -201,8 +216,8 @@ def drive(
             if not first_command and record.command is not None:
                 first_command.append(time.time())
                 first_command.append(time.monotonic())
-            if on_record is not None:
-                on_record(record)
+            if hooks.on_record is not None:
+                hooks.on_record(record)
 
         loop = ControlLoop(
             source=source,
@@ -220,8 +235,8 @@ def drive(
             f"car drive: {bundle.manifest.name} ({config.model.runtime}) on {source.name}, "
             f"{mcu.description}, {firmware}; log {path}"
         )
-        if on_ready is not None:
-            on_ready(loop, mcu)
+        if hooks.on_ready is not None:
+            hooks.on_ready(loop, mcu)
         link.arm()
         with stop_on_signals(loop.request_stop):
             try:
