@@ -1,0 +1,583 @@
+"""The procedural renderer: what a pinhole camera on the car sees of a `Scene` from a `CarPose`.
+
+Speed comes from the pinhole geometry: a pixel's viewing ray is `right·a(u) + down·b(v) + forward`, so
+each world component of every ray is an outer sum of a per-column and a per-row vector, and the floor and
+wall hit points follow from a handful of whole-image numpy operations. Textures are fetched with one
+`np.take` from a flat atlas (nearest texel, from a blur level chosen by distance, so nothing aliases).
+Objects are drawn far to near: upright cylinders (the can) by exact per-pixel ray intersection inside
+their bounding box, boxes as flat-shaded polygons. The can's visible pixels are the ground-truth mask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from vision.imageio import decode_rgb, encode_jpeg
+from vision.sim.config import WorldConfig
+from vision.sim.scene import Box, CarPose, Cylinder, Lighting, Mat, Scene, Shadow
+from vision.sim.textures import (
+    FLOOR_BLUR,
+    FLOOR_SIZE,
+    WALL_H,
+    WALL_PX_PER_M,
+    WALL_W,
+    noise_bank,
+    texture_atlas,
+)
+
+NEAR_M = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class CameraPose:
+    """Camera centre and its right/down/forward unit vectors in world coordinates."""
+
+    centre: np.ndarray
+    right: np.ndarray
+    down: np.ndarray
+    forward: np.ndarray
+
+    @classmethod
+    def from_car(
+        cls,
+        pose: CarPose,
+        height: float,
+        tilt_deg: float,
+        pitch_jitter_deg: float = 0.0,
+        roll_deg: float = 0.0,
+    ) -> CameraPose:
+        tilt = math.radians(tilt_deg + pitch_jitter_deg)
+        roll = math.radians(roll_deg)
+        fwd_car = np.array([math.sin(pose.yaw), 0.0, math.cos(pose.yaw)])
+        right_car = np.array([math.cos(pose.yaw), 0.0, -math.sin(pose.yaw)])
+        up = np.array([0.0, 1.0, 0.0])
+        forward = math.cos(tilt) * fwd_car - math.sin(tilt) * up
+        down = -(math.sin(tilt) * fwd_car + math.cos(tilt) * up)
+        right = math.cos(roll) * right_car + math.sin(roll) * down
+        down_rolled = -math.sin(roll) * right_car + math.cos(roll) * down
+        centre = np.array([pose.x, height, pose.z])
+        return cls(centre, right, down_rolled, forward)
+
+    def to_camera(self, points: np.ndarray) -> np.ndarray:
+        """World points (N×3) → camera coordinates (N×3: right, down, forward)."""
+        return (points - self.centre) @ np.stack([self.right, self.down, self.forward], axis=1)
+
+    def in_view(self, x: float, z: float, reach: float, tan_half_fov: float) -> bool:
+        """Could anything within `reach` of floor point (x, z) (up to 1 m tall) be in the picture?"""
+        rx, rz = x - float(self.centre[0]), z - float(self.centre[2])
+        fx, fz = float(self.forward[0]), float(self.forward[2])
+        norm = math.hypot(fx, fz) or 1.0
+        ahead = (rx * fx + rz * fz) / norm
+        if ahead < -reach:
+            return False
+        side = abs(rx * fz - rz * fx) / norm
+        return side - reach <= (max(ahead, 0.0) + reach) * tan_half_fov * 1.2 + 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class _FloorGeometry:
+    """World floor coordinates (x, z) of the rows from `first` down; `band` marks the floor pixels of
+    the rows `first..no_wall` where floor and wall share a row."""
+
+    first: int
+    no_wall: int
+    x: np.ndarray
+    z: np.ndarray
+    band: np.ndarray | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Canvas:
+    """What object drawing needs of the frame being rendered."""
+
+    img: np.ndarray
+    can_mask: np.ndarray
+    cam: CameraPose
+    lighting: Lighting
+    light: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class RenderResult:
+    rgb: np.ndarray
+    can_mask: np.ndarray
+
+
+class Renderer:
+    """Renders scenes for one camera geometry (image size, field of view). Reuse it: it is stateless.
+
+    The image is kept planar (3×H×W float32) while drawing: numpy is an order of magnitude faster on
+    whole planes than on H×W×3 arrays broadcast against 3-vectors.
+    """
+
+    def __init__(self, config: WorldConfig) -> None:
+        self.config = config
+        size = config.image_size
+        self.size = size
+        self.focal = config.focal_px
+        centre = (size - 1) / 2
+        self.a = ((np.arange(size) - centre) / self.focal).astype(np.float32)  # per column
+        self.b = ((np.arange(size) - centre) / self.focal).astype(np.float32)  # per row
+        r2 = self.a[None, :] ** 2 + self.b[:, None] ** 2
+        self.r2 = (r2 / r2.max()).astype(np.float32)
+        self.atlas = texture_atlas()
+        self.noise = noise_bank()
+        self.tan_half = math.tan(math.radians(config.camera_hfov_deg) / 2) * 1.5  # margin for roll/rotation
+
+    # -- geometry -------------------------------------------------------------------------------
+    def _along(self, cam: CameraPose, k: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+        """`ray · k` for every pixel of the window: an outer sum of a column and a row vector."""
+        a = self.a[cols]
+        b = self.b[rows]
+        row_part = (float(np.dot(cam.down, k)) * b + float(np.dot(cam.forward, k))).astype(np.float32)
+        return (np.float32(np.dot(cam.right, k)) * a)[None, :] + row_part[:, None]
+
+    def _axis(self, cam: CameraPose, axis: int, rows: slice, cols: slice) -> np.ndarray:
+        return self._along(cam, _UNIT[axis], rows, cols)
+
+    def project(self, cam: CameraPose, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World points → (pixel coordinates N×2 as float, camera depth N)."""
+        pc = cam.to_camera(points)
+        depth = pc[:, 2]
+        safe = np.maximum(depth, NEAR_M)
+        centre = (self.size - 1) / 2
+        uv = np.stack([pc[:, 0] / safe * self.focal + centre, pc[:, 1] / safe * self.focal + centre], axis=1)
+        return uv, depth
+
+    def _bbox(self, uv: np.ndarray, depth: np.ndarray, pad: int = 2) -> tuple[slice, slice] | None:
+        """Pixel window covering projected points; the whole frame if some lie behind the camera."""
+        if (depth <= NEAR_M).all():
+            return None
+        if (depth <= NEAR_M).any():
+            return slice(0, self.size), slice(0, self.size)
+        u0, v0 = np.floor(uv.min(axis=0)).astype(int) - pad
+        u1, v1 = np.ceil(uv.max(axis=0)).astype(int) + pad + 1
+        u0, v0 = max(int(u0), 0), max(int(v0), 0)
+        u1, v1 = min(int(u1), self.size), min(int(v1), self.size)
+        if u0 >= u1 or v0 >= v1:
+            return None
+        return slice(v0, v1), slice(u0, u1)
+
+    # -- the frame ------------------------------------------------------------------------------
+    def render(
+        self,
+        scene: Scene,
+        pose: CarPose,
+        rng: np.random.Generator,
+        pitch_jitter_deg: float = 0.0,
+        roll_deg: float = 0.0,
+    ) -> RenderResult:
+        cam = CameraPose.from_car(
+            pose, scene.camera_height_m, scene.camera_tilt_deg, pitch_jitter_deg, roll_deg
+        )
+        img, floor = self._floor_and_wall(scene, cam)
+        light = _light_vector(scene.lighting)
+        if floor is not None:
+            for mat in scene.mats:
+                self._draw_mat(img, cam, floor, mat)
+            for shadow in (*scene.shadows, *self._object_shadows(scene, light)):
+                if cam.in_view(shadow.x, shadow.z, max(shadow.width, shadow.depth), self.tan_half):
+                    self._shade_floor(img, cam, floor, shadow)
+        can_mask = np.zeros((self.size, self.size), dtype=bool)
+        objects: list[tuple[float, Cylinder | Box, bool]] = []
+        for cyl in scene.cylinders:
+            if cam.in_view(cyl.x, cyl.z, cyl.radius, self.tan_half):
+                objects.append((_distance(cam, cyl.x, cyl.z), cyl, False))
+        for box in scene.boxes:
+            if cam.in_view(box.x, box.z, max(box.width, box.depth), self.tan_half):
+                objects.append((_distance(cam, box.x, box.z), box, False))
+        if scene.can is not None:
+            objects.append((_distance(cam, scene.can.x, scene.can.z), scene.can, True))
+        canvas = _Canvas(img, can_mask, cam, scene.lighting, light)
+        for _, obj, is_can in sorted(objects, key=lambda item: -item[0]):
+            if isinstance(obj, Cylinder):
+                self._draw_cylinder(canvas, obj, is_can)
+            else:
+                self._draw_box(canvas, obj)
+        rgb = self._expose(img, scene.lighting, rng)
+        return RenderResult(rgb, can_mask)
+
+    def _floor_rows(self, cam: CameraPose, wall_z: float) -> tuple[int, int]:
+        """(first row holding floor, first row holding no wall): the floor/wall boundary is a line."""
+        ends = slice(0, self.size, self.size - 1)
+        full = slice(0, self.size)
+        dy = self._axis(cam, 1, full, ends)
+        dz = self._axis(cam, 2, full, ends)
+        h = float(cam.centre[1])
+        floor = (dy < 0) & (h * dz < (wall_z - float(cam.centre[2])) * -dy)
+        has_floor = np.asarray(floor.any(axis=1))
+        has_wall = np.asarray((~floor).any(axis=1))
+        first_floor = int(np.argmax(has_floor)) if has_floor.any() else self.size
+        no_wall = self.size - int(np.argmax(has_wall[::-1])) if has_wall.any() else 0
+        return first_floor, max(no_wall, first_floor)
+
+    def _floor_geometry(self, cam: CameraPose, wall_z: float, first: int, no_wall: int) -> _FloorGeometry:
+        """World floor coordinates of every pixel from row `first` down (the floor band)."""
+        rows, full = slice(first, self.size), slice(0, self.size)
+        h = np.float32(cam.centre[1])
+        dy = self._axis(cam, 1, rows, full)
+        t = h / np.maximum(-dy, np.float32(1e-5))
+        x = t * self._axis(cam, 0, rows, full)
+        x += np.float32(cam.centre[0])
+        z = t * self._axis(cam, 2, rows, full)
+        z += np.float32(cam.centre[2])
+        band = None
+        if no_wall > first:
+            band = (dy[: no_wall - first] < 0) & (z[: no_wall - first] < np.float32(wall_z))
+        return _FloorGeometry(first, no_wall, x, z, band)
+
+    def _floor_lum(self, scene: Scene, cam: CameraPose, geo: _FloorGeometry) -> np.ndarray:
+        look = scene.floor
+        scale = FLOOR_SIZE / look.metres_per_tile
+        c, s = np.float32(math.cos(look.rotation) * scale), np.float32(math.sin(look.rotation) * scale)
+        tu = geo.x * c
+        tu -= geo.z * s
+        tu += np.float32(look.offset[0])
+        tv = geo.x * s
+        tv += geo.z * c
+        tv += np.float32(look.offset[1])
+        mask = FLOOR_SIZE - 1
+        index = (tv.astype(np.int32) & mask) << 8
+        index |= tu.astype(np.int32) & mask
+        # blur level by distance, per row (the centre column's range; roll is small)
+        h = float(cam.centre[1])
+        centre_dy = self._axis(cam, 1, slice(geo.first, self.size), slice(self.size // 2, self.size // 2 + 1))
+        t_row = np.float32(h) / np.maximum(-centre_dy[:, 0], np.float32(1e-5))
+        level = _blur_level(t_row, look.metres_per_tile, h, self.focal)
+        index += ((level << 16) + self.atlas.floor_base[(look.texture, look.variant)])[:, None]
+        return self.atlas.flat.take(index)
+
+    def _wall_lum(self, scene: Scene, cam: CameraPose, rows: slice) -> np.ndarray:
+        full = slice(0, self.size)
+        dz = self._axis(cam, 2, rows, full)
+        t = np.float32(scene.wall.z - cam.centre[2]) / np.maximum(dz, np.float32(1e-5))
+        px = np.float32(WALL_PX_PER_M)
+        wu = t * self._along(cam, _UNIT[0] * WALL_PX_PER_M, rows, full)
+        wu += np.float32(cam.centre[0] * WALL_PX_PER_M)
+        wv = t * self._along(cam, _UNIT[1] * -WALL_PX_PER_M, rows, full)
+        wv += np.float32(WALL_H - 1) - np.float32(cam.centre[1]) * px
+        np.clip(wv, 0, WALL_H - 1, out=wv)
+        index = wv.astype(np.int32) * WALL_W
+        index += wu.astype(np.int32) & (WALL_W - 1)
+        index += self.atlas.wall_base[scene.wall.variant]
+        return self.atlas.flat.take(index)
+
+    def _floor_and_wall(self, scene: Scene, cam: CameraPose) -> tuple[np.ndarray, _FloorGeometry | None]:
+        size = self.size
+        img = np.empty((3, size, size), dtype=np.float32)
+        first_floor, no_wall = self._floor_rows(cam, scene.wall.z)
+        floor_tint, wall_tint = scene.floor.tint, scene.wall.tint
+        if no_wall > 0:
+            wall = self._wall_lum(scene, cam, slice(0, no_wall))
+            for ch in range(3):
+                np.multiply(wall, np.float32(wall_tint[ch]), out=img[ch, :no_wall])
+        if first_floor >= size:
+            return img, None
+        geo = self._floor_geometry(cam, scene.wall.z, first_floor, no_wall)
+        floor = self._floor_lum(scene, cam, geo)
+        lo = no_wall - first_floor  # rows of the band holding both
+        for ch in range(3):
+            np.multiply(floor[lo:], np.float32(floor_tint[ch]), out=img[ch, no_wall:])
+        if geo.band is not None:
+            band = slice(first_floor, no_wall)
+            for ch in range(3):
+                img[ch, band] = np.where(geo.band, floor[:lo] * np.float32(floor_tint[ch]), img[ch, band])
+        return img, geo
+
+    def _floor_window(
+        self, cam: CameraPose, geo: _FloorGeometry, x: float, z: float, reach: float
+    ) -> tuple[slice, slice] | None:
+        corners = np.array(
+            [[x + sx * reach, 0.0, z + sz * reach] for sx in (-1, 1) for sz in (-1, 1)], dtype=np.float64
+        )
+        uv, depth = self.project(cam, corners)
+        window = self._bbox(uv, depth)
+        if window is None:
+            return None
+        rows, cols = window
+        if rows.stop <= geo.first:
+            return None
+        return slice(max(rows.start, geo.first), rows.stop), cols
+
+    def _floor_coverage(
+        self, geo: _FloorGeometry, window: tuple[slice, slice], patch: Mat | Shadow, soft: float
+    ) -> np.ndarray:
+        """Soft coverage (0..1) of a floor rectangle or ellipse over a pixel window (floor pixels only)."""
+        rows, cols = window
+        local = slice(rows.start - geo.first, rows.stop - geo.first)
+        px = geo.x[local, cols] - np.float32(patch.x)
+        pz = geo.z[local, cols] - np.float32(patch.z)
+        c, s = np.float32(math.cos(patch.yaw)), np.float32(math.sin(patch.yaw))
+        u = px * c - pz * s
+        v = px * s + pz * c
+        hw, hd = patch.width / 2, patch.depth / 2
+        inv_soft = np.float32(1.0 / max(soft, 1e-4))
+        if isinstance(patch, Shadow) and patch.elliptic:
+            q = np.sqrt((u * np.float32(1 / hw)) ** 2 + (v * np.float32(1 / hd)) ** 2)
+            cover = np.clip((1.0 - q) * np.float32(min(hw, hd)) * inv_soft + 0.5, 0.0, 1.0)
+        else:
+            cu = np.clip((np.float32(hw) - np.abs(u)) * inv_soft + 0.5, 0.0, 1.0)
+            cv = np.clip((np.float32(hd) - np.abs(v)) * inv_soft + 0.5, 0.0, 1.0)
+            cover = cu * cv
+        if geo.band is not None and local.start < geo.band.shape[0]:
+            stop = min(local.stop, geo.band.shape[0])
+            cover[: stop - local.start] *= geo.band[local.start : stop, cols]
+        return cover
+
+    def _shade_floor(self, img: np.ndarray, cam: CameraPose, geo: _FloorGeometry, shadow: Shadow) -> None:
+        reach = math.hypot(shadow.width, shadow.depth) / 2 + shadow.softness
+        window = self._floor_window(cam, geo, shadow.x, shadow.z, reach)
+        if window is None:
+            return
+        cover = self._floor_coverage(geo, window, shadow, shadow.softness)
+        factor = 1.0 - np.float32(shadow.darkness) * cover
+        img[:, window[0], window[1]] *= factor
+
+    def _draw_mat(self, img: np.ndarray, cam: CameraPose, geo: _FloorGeometry, mat: Mat) -> None:
+        reach = math.hypot(mat.width, mat.depth) / 2
+        window = self._floor_window(cam, geo, mat.x, mat.z, reach)
+        if window is None:
+            return
+        rows, cols = window
+        cover = self._floor_coverage(geo, window, mat, 0.004)
+        grain = self.noise[0, rows, cols] * np.float32(0.06) + np.float32(1.0)
+        keep = 1.0 - cover
+        cover *= grain
+        for ch in range(3):
+            img[ch, rows, cols] = img[ch, rows, cols] * keep + cover * np.float32(mat.colour[ch])
+
+    def _object_shadows(self, scene: Scene, light: np.ndarray) -> list[Shadow]:
+        """Soft contact/cast shadows of every object standing on the floor, away from the light."""
+        strength = scene.lighting.shadow_strength
+        lx, lz = -light[0], -light[2]
+        norm = math.hypot(lx, lz) or 1.0
+        lx, lz = lx / norm, lz / norm
+        reach = 1.0 / math.tan(max(scene.lighting.light_elevation, 0.2))
+        yaw = -math.atan2(lx, lz)
+        shadows: list[Shadow] = []
+        cylinders = list(scene.cylinders) + ([scene.can] if scene.can is not None else [])
+        for cyl in cylinders:
+            length = min(cyl.height * reach, 0.4)
+            shadows.append(
+                Shadow(
+                    cyl.x + lx * length / 2,
+                    cyl.z + lz * length / 2,
+                    cyl.radius * 2.2,
+                    length + cyl.radius * 2,
+                    darkness=strength,
+                    yaw=yaw,
+                    softness=0.02,
+                    elliptic=True,
+                )
+            )
+        for box in scene.boxes:
+            if box.base_y > 0.05:  # table tops: a broad soft shadow underneath
+                shadows.append(
+                    Shadow(box.x, box.z, box.width, box.depth, strength * 0.6, box.yaw, softness=0.08)
+                )
+            elif box.width > 0.06:  # not for table legs
+                shadows.append(
+                    Shadow(box.x, box.z, box.width + 0.04, box.depth + 0.04, strength * 0.8, box.yaw, 0.04)
+                )
+        return shadows
+
+    def _draw_cylinder(self, canvas: _Canvas, cyl: Cylinder, is_can: bool) -> None:
+        img, cam, lighting, light, can_mask = (
+            canvas.img,
+            canvas.cam,
+            canvas.lighting,
+            canvas.light,
+            canvas.can_mask,
+        )
+        ring = np.stack([cyl.x + cyl.radius * _COS16, np.zeros(16), cyl.z + cyl.radius * _SIN16], axis=1)
+        top = ring.copy()
+        top[:, 1] = cyl.height
+        uv, depth = self.project(cam, np.concatenate([ring, top]))
+        window = self._bbox(uv, depth, pad=3)
+        if window is None:
+            return
+        rows, cols = window
+        dx = self._axis(cam, 0, rows, cols)
+        dy = self._axis(cam, 1, rows, cols)
+        dz = self._axis(cam, 2, rows, cols)
+        ox = np.float32(cam.centre[0] - cyl.x)
+        oz = np.float32(cam.centre[2] - cyl.z)
+        h = np.float32(cam.centre[1])
+        r = np.float32(cyl.radius)
+        qa = dx * dx + dz * dz
+        qb = ox * dx + oz * dz
+        qc = ox * ox + oz * oz - r * r
+        disc = qb * qb - qa * qc
+        t = (-qb - np.sqrt(np.maximum(disc, 0))) / np.maximum(qa, np.float32(1e-9))
+        y = h + t * dy
+        body = (disc >= 0) & (t > 0) & (y >= 0) & (y <= np.float32(cyl.height))
+        cap = np.zeros_like(body)
+        rr = np.zeros_like(t)
+        if cam.centre[1] > cyl.height:
+            t_top = np.float32(cyl.height - cam.centre[1]) / np.minimum(dy, np.float32(-1e-6))
+            px = ox + t_top * dx
+            pz = oz + t_top * dz
+            rr = px * px + pz * pz
+            cap = (rr <= r * r) & (t_top > 0) & ~body
+        if not body.any() and not cap.any():
+            return
+        # body: Lambert + Blinn-Phong on the outward normal; the view vector is the reversed ray
+        nx = (ox + t * dx) / r
+        nz = (oz + t * dz) / r
+        inv_len = 1.0 / np.sqrt(qa + dy * dy)
+        vx, vy, vz = -dx * inv_len, -dy * inv_len, -dz * inv_len
+        lx, ly, lz = (np.float32(v) for v in light)
+        diffuse = np.maximum(nx * lx + nz * lz, 0)
+        hx, hy, hz = vx + lx, vy + ly, vz + lz
+        hn = np.sqrt(hx * hx + hy * hy + hz * hz) + np.float32(1e-6)
+        spec = np.maximum((nx * hx + nz * hz) / hn, 0) ** np.float32(cyl.shininess)
+        # a soft environment sheen (the room mirrored in a curved surface) towards the silhouette
+        rim = np.maximum(0, 1 - np.abs(nx * vx + nz * vz)) ** 3
+        shade = np.float32(lighting.ambient) + np.float32(0.8) * diffuse
+        gloss = (np.float32(cyl.specular) * spec + np.float32(0.12 * cyl.specular) * rim) * np.float32(0.9)
+        lid = lighting.ambient + 0.6 * max(float(light[1]), 0.0)
+        edge = cap & (rr >= (r * np.float32(0.85)) ** 2)
+        for ch in range(3):
+            plane = img[ch, rows, cols]
+            base = np.float32(cyl.colour[ch])
+            plane[body] = (base * shade + gloss)[body]
+            if cap.any():
+                lid_colour = np.float32(cyl.colour[ch] * lid + 0.15 * cyl.specular)
+                plane[cap] = lid_colour
+                plane[edge] = lid_colour + np.float32(0.25 * cyl.specular + 0.05)
+        drawn = body | cap
+        mask_region = can_mask[rows, cols]
+        mask_region[drawn] = is_can
+
+    def _draw_box(self, canvas: _Canvas, box: Box) -> None:
+        img, cam, lighting, light, can_mask = (
+            canvas.img,
+            canvas.cam,
+            canvas.lighting,
+            canvas.light,
+            canvas.can_mask,
+        )
+        c, s = math.cos(box.yaw), math.sin(box.yaw)
+        hw, hd = box.width / 2, box.depth / 2
+        y0, y1 = box.base_y, box.base_y + box.height
+        corners = [
+            (box.x + u * c + v * s, y, box.z - u * s + v * c)
+            for y in (y0, y1)
+            for u, v in ((-hw, -hd), (hw, -hd), (hw, hd), (-hw, hd))
+        ]
+        pc = cam.to_camera(np.array(corners))
+        centre = (self.size - 1) / 2
+        cx, cy, cz = (float(v) for v in cam.centre)
+        ym = (y0 + y1) / 2
+        # (corner indices, outward normal, a point on the face) for the six faces
+        faces = (
+            ((0, 1, 2, 3), (0.0, -1.0, 0.0), (box.x, y0, box.z)),
+            ((4, 7, 6, 5), (0.0, 1.0, 0.0), (box.x, y1, box.z)),
+            ((0, 4, 5, 1), (s, 0.0, -c), (box.x - hd * s, ym, box.z - hd * c)),
+            ((2, 6, 7, 3), (-s, 0.0, c), (box.x + hd * s, ym, box.z + hd * c)),
+            ((1, 5, 6, 2), (c, 0.0, -s), (box.x + hw * c, ym, box.z - hw * s)),
+            ((3, 7, 4, 0), (-c, 0.0, s), (box.x - hw * c, ym, box.z + hw * s)),
+        )
+        occluder = np.zeros((self.size, self.size), np.uint8) if can_mask.any() else None
+        lx, ly, lz = (float(v) for v in light)
+        for index, (nx, ny, nz), (fx, fy, fz) in faces:
+            if nx * (cx - fx) + ny * (cy - fy) + nz * (cz - fz) <= 0:
+                continue  # faces away from the camera
+            poly = pc[list(index)]
+            if (poly[:, 2] < NEAR_M).any():
+                clipped = _clip_near(poly)
+                if clipped is None:
+                    continue
+                poly = clipped
+            uv = poly[:, :2] / poly[:, 2:3] * self.focal + centre
+            fixed = np.round(np.clip(uv, -4 * self.size, 5 * self.size) * 16).astype(np.int32)
+            shade = lighting.ambient + 0.7 * max(nx * lx + ny * ly + nz * lz, 0.0)
+            for ch in range(3):
+                cv2.fillConvexPoly(img[ch], fixed, box.colour[ch] * shade, lineType=cv2.LINE_8, shift=4)
+            if occluder is not None:
+                cv2.fillConvexPoly(occluder, fixed, 1, lineType=cv2.LINE_8, shift=4)
+        if occluder is not None:
+            can_mask[occluder.astype(bool)] = False
+
+    def _expose(self, img: np.ndarray, lighting: Lighting, rng: np.random.Generator) -> np.ndarray:
+        """Exposure, white balance, vignette, light ramp, sensor noise, blur, JPEG: radiance → uint8."""
+        gain = (
+            np.float32(lighting.ramp[0]) * self.a[None, :]
+            + (np.float32(lighting.ramp[1]) * self.b + 1)[:, None]
+        )
+        gain *= 1 - np.float32(lighting.vignette) * self.r2
+        gain *= np.float32(lighting.exposure * 255.0)
+        noisy = self.config.sensor_noise and lighting.noise_sigma > 0
+        if noisy:
+            oy, ox = (int(v) for v in rng.integers(0, self.noise.shape[1] - self.size, size=2))
+            noise = self.noise[:, oy : oy + self.size, ox : ox + self.size]
+        planes = []
+        for ch in range(3):
+            plane = img[ch]
+            plane *= gain * np.float32(lighting.white_balance[ch])
+            if noisy:
+                plane = cv2.scaleAdd(noise[ch], lighting.noise_sigma * 255, plane)
+            # |x| saturated to 0..255: the rare negative (noise on black) becomes a small positive value
+            planes.append(cv2.convertScaleAbs(plane))
+        rgb = cv2.merge(planes)
+        if lighting.blur_sigma > 0.1:  # a cheap lens blur: blend towards a 3×3 box blur
+            weight = min(lighting.blur_sigma, 1.0)
+            rgb = cv2.addWeighted(rgb, 1.0 - weight, cv2.blur(rgb, (3, 3)), weight, 0.0)
+        if self.config.jpeg_artifacts and lighting.jpeg_quality is not None:
+            rgb = decode_rgb(encode_jpeg(rgb, lighting.jpeg_quality))
+        return rgb
+
+
+_UNIT = (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]))
+_COS16 = np.cos(np.linspace(0, 2 * math.pi, 16, endpoint=False))
+_SIN16 = np.sin(np.linspace(0, 2 * math.pi, 16, endpoint=False))
+
+
+def _blur_level(t_floor: np.ndarray, metres_per_tile: float, height: float, focal: float) -> np.ndarray:
+    """Which blur level of the floor texture a pixel reads: its footprint along the floor, in texels.
+
+    A floor pixel at range t covers about t²/(height·focal) metres along the view direction.
+    """
+    texel = metres_per_tile / FLOOR_SIZE
+    level = np.zeros(t_floor.shape, dtype=np.int32)
+    for footprint in (1.5, 3.0, 6.0)[: len(FLOOR_BLUR) - 1]:
+        level += t_floor > np.float32(math.sqrt(footprint * texel * height * focal))
+    return level
+
+
+def _light_vector(lighting: Lighting) -> np.ndarray:
+    """Unit vector towards the key light."""
+    el, az = lighting.light_elevation, lighting.light_azimuth
+    return np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+
+
+def _distance(cam: CameraPose, x: float, z: float) -> float:
+    return math.hypot(x - float(cam.centre[0]), z - float(cam.centre[2]))
+
+
+def _clip_near(poly: np.ndarray) -> np.ndarray | None:
+    """Clip a camera-space polygon against the near plane (Sutherland–Hodgman, one plane)."""
+    out: list[np.ndarray] = []
+    n = len(poly)
+    for i in range(n):
+        cur, nxt = poly[i], poly[(i + 1) % n]
+        cur_in, nxt_in = cur[2] >= NEAR_M, nxt[2] >= NEAR_M
+        if cur_in:
+            out.append(cur)
+        if cur_in != nxt_in:
+            k = (NEAR_M - cur[2]) / (nxt[2] - cur[2])
+            out.append(cur + k * (nxt - cur))
+    if len(out) < 3:
+        return None
+    return np.array(out)
+
+
+@lru_cache(maxsize=8)
+def renderer_for(config: WorldConfig) -> Renderer:
+    """One shared renderer per camera configuration (its textures are built once per process)."""
+    return Renderer(config)

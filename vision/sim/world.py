@@ -1,0 +1,123 @@
+"""A simulated world the car drives in: a scene, the car's pose, speed commands, frames with ground truth.
+
+Same config, scene and seed: same frames (per-frame randomness — camera shake, sensor noise — is drawn
+from a generator seeded by (seed, frame number)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from vision.frame import Frame, GroundTruth
+from vision.labels import GO, STOP
+from vision.sim.config import WorldConfig
+from vision.sim.render import renderer_for
+from vision.sim.scene import CarPose, Cylinder, Scene
+
+
+@dataclass(frozen=True, slots=True)
+class CanGeometry:
+    """Where the can is as seen from the car: forward distance from the car's front to the can's near
+    surface (metres), and the lateral offset of its centre from the path's centre line (> 0 = right)."""
+
+    distance_m: float
+    lateral_m: float
+
+
+def can_geometry(pose: CarPose, can: Cylinder | None) -> CanGeometry | None:
+    if can is None:
+        return None
+    lateral, forward = pose.to_car(can.x, can.z)
+    return CanGeometry(forward - can.radius, lateral)
+
+
+def label_for(config: WorldConfig, geometry: CanGeometry | None, radius: float = 0.0) -> int:
+    """STOP when the can is in the path (|lateral| ≤ half the car's width + margin) and not farther than
+    the cutoff; a can already behind the car's front (its centre behind it) does not count."""
+    if geometry is None:
+        return GO
+    in_path = abs(geometry.lateral_m) <= config.half_path_m
+    near = -radius <= geometry.distance_m <= config.stop_distance_m
+    return STOP if in_path and near else GO
+
+
+def ground_truth(config: WorldConfig, scene: Scene, pose: CarPose, mask: np.ndarray | None) -> GroundTruth:
+    geometry = can_geometry(pose, scene.can)
+    radius = scene.can.radius if scene.can is not None else 0.0
+    return GroundTruth(
+        label=label_for(config, geometry, radius),
+        distance_m=None if geometry is None else geometry.distance_m,
+        lateral_m=None if geometry is None else geometry.lateral_m,
+        mask=mask,
+        scene=scene.kind,
+    )
+
+
+class World:
+    """The car in a scene. `step(speed, dt)` moves it; `render()` is what its camera sees now."""
+
+    def __init__(self, config: WorldConfig, scene: Scene, seed: int = 0) -> None:
+        self.config = config
+        self.scene = scene
+        self.seed = int(seed)
+        self.pose = scene.start
+        self.time_s = 0.0
+        self.frame_index = 0
+        self.odometer_m = 0.0
+        self._collided = False
+        self._renderer = renderer_for(config)
+
+    def step(self, speed_mps: float, dt: float) -> None:
+        """Drive forward at `speed_mps` (clamped to 0..max speed) for `dt` seconds; stop at the can."""
+        if not (math.isfinite(speed_mps) and math.isfinite(dt)) or dt < 0:
+            raise ValueError(f"World.step(speed={speed_mps!r}, dt={dt!r}): need finite speed and dt >= 0")
+        speed = min(max(speed_mps, 0.0), self.config.max_speed_mps)
+        travel = speed * dt
+        geometry = can_geometry(self.pose, self.scene.can)
+        if geometry is not None and self._blocks(geometry) and geometry.distance_m - travel <= 0:
+            travel = max(geometry.distance_m, 0.0)
+            self._collided = True
+        self.pose = self.pose.advanced(travel)
+        self.odometer_m += travel
+        self.time_s += dt
+
+    def _blocks(self, geometry: CanGeometry) -> bool:
+        """Would the car's body touch the can if it drove on (can beside the car's width misses it)?"""
+        assert self.scene.can is not None
+        reach = self.config.car_width_m / 2 + self.scene.can.radius
+        return abs(geometry.lateral_m) < reach and geometry.distance_m > -self.scene.can.radius
+
+    def render(self) -> tuple[np.ndarray, GroundTruth]:
+        """The camera's RGB uint8 frame (S×S×3) and its ground truth (label, distance, lateral, mask)."""
+        rng = np.random.default_rng([self.seed, self.frame_index])
+        self.frame_index += 1
+        jitter = self.config.camera_jitter_deg
+        pitch, roll = (float(v) for v in rng.normal(0.0, jitter, size=2)) if jitter > 0 else (0.0, 0.0)
+        result = self._renderer.render(self.scene, self.pose, rng, pitch, roll)
+        return result.rgb, ground_truth(self.config, self.scene, self.pose, result.can_mask)
+
+    def frame(self, source: str = "sim") -> Frame:
+        """`render()` wrapped as a Frame (seq = frame number, capture time = simulated time)."""
+        seq = self.frame_index
+        rgb, truth = self.render()
+        return Frame(seq=seq, t_capture=self.time_s, rgb=rgb, source=source, truth=truth)
+
+    def can_distance(self) -> float | None:
+        """Forward distance from the car's front to the can's near surface, or None without a can."""
+        geometry = can_geometry(self.pose, self.scene.can)
+        return None if geometry is None else geometry.distance_m
+
+    def truth(self) -> GroundTruth:
+        """The ground truth of the current pose, without rendering (no mask)."""
+        return ground_truth(self.config, self.scene, self.pose, None)
+
+    def collided(self) -> bool:
+        """Has the car's front reached the can (it cannot drive through it)?"""
+        return self._collided
+
+    def reached_end(self) -> bool:
+        """Has the car driven the track's length?"""
+        return self.odometer_m >= self.config.track_length_m
