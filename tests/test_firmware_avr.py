@@ -1,0 +1,371 @@
+"""The AVR firmware: it builds and fits, its C protocol code passes the shared test vectors on the host, and
+the very ELF that `make flash` writes runs in an emulated ATmega328P (simavr) behind a real pty, where the
+host talks to it over pyserial and its motor pins are read from the emulated I/O registers.
+
+Skipped when avr-gcc / simavr are not installed, except under CI=true, where they must be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import serial
+
+from firmware_bridge.avr_emulator import (
+    FIRMWARE_DIR,
+    AvrEmulator,
+    AvrEmulatorConfig,
+    PinSample,
+    build_firmware,
+    install_hint,
+    missing_tools,
+)
+from firmware_bridge.errors import LinkError
+from firmware_bridge.mcu import McuCore
+from firmware_bridge.protocol import (
+    MCU_TO_HOST,
+    Ack,
+    AckResult,
+    Arm,
+    Drive,
+    Fault,
+    FaultCode,
+    FirmwareState,
+    Frame,
+    FrameParser,
+    Heartbeat,
+    Hello,
+    Message,
+    Status,
+    StatusRequest,
+    Stop,
+    Version,
+    encode,
+)
+
+VECTORS = FIRMWARE_DIR.parent / "test_vectors.json"
+_MISSING = missing_tools()
+if _MISSING and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
+    pytest.skip(f"AVR toolchain missing ({', '.join(_MISSING)}): {install_hint()}", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def built() -> AvrEmulatorConfig:
+    config = AvrEmulatorConfig()
+    build_firmware(config)  # make: a no-op when up to date
+    return config
+
+
+class RawHost:
+    """The host end of the pty with plain pyserial and the protocol codec: every byte under test control."""
+
+    def __init__(self, path: str) -> None:
+        self.port = serial.Serial(path, 115200, timeout=0.01)
+        self.parser = FrameParser(MCU_TO_HOST)
+        self.seq = 0
+
+    def close(self) -> None:
+        self.port.close()
+
+    def send(self, message: Message) -> None:
+        self.port.write(encode(message, self.seq))
+        self.seq = (self.seq + 1) % 256
+
+    def read(self, count: int, timeout_s: float = 1.0) -> list[Message]:
+        messages: list[Message] = []
+        deadline = time.monotonic() + timeout_s
+        while len(messages) < count and time.monotonic() < deadline:
+            data = self.port.read(max(1, self.port.in_waiting))
+            messages += [e.message for e in self.parser.feed(data) if isinstance(e, Frame)]
+        return messages
+
+    def request(self, message: Message, replies: int = 1) -> list[Message]:
+        self.send(message)
+        got = self.read(replies)
+        assert len(got) == replies, f"{message!r}: {len(got)} of {replies} replies: {got}"
+        return got
+
+    def ack(self, message: Message) -> Ack:
+        (reply,) = self.request(message)
+        assert isinstance(reply, Ack), reply
+        return reply
+
+
+@pytest.fixture
+def emulator(built: AvrEmulatorConfig, tmp_path: Path) -> Iterator[AvrEmulator]:
+    config = AvrEmulatorConfig(build=False, pins_trace=tmp_path / "pins.txt")
+    with AvrEmulator(config) as avr:
+        yield avr
+        assert avr.error is None, avr.error
+
+
+@pytest.fixture
+def host(emulator: AvrEmulator) -> Iterator[RawHost]:
+    raw = RawHost(emulator.path)
+    yield raw
+    raw.close()
+
+
+def last_pins(emulator: AvrEmulator) -> PinSample:
+    samples = emulator.pin_samples()
+    assert samples, "no pin trace"
+    return samples[-1]
+
+
+def wait_pins(emulator: AvrEmulator, predicate: object, timeout_s: float = 1.0) -> PinSample:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        samples = emulator.pin_samples()
+        if samples and predicate(samples[-1]):
+            return samples[-1]
+        time.sleep(0.005)
+    raise AssertionError(f"pins never matched; last {emulator.pin_samples()[-1:]}")
+
+
+# ------------------------------------------------------------------------------------- build and fit
+
+
+def test_build_prints_flash_and_ram_use_that_fit_the_chip(built: AvrEmulatorConfig) -> None:
+    out = subprocess.run(
+        ["make", "-C", str(FIRMWARE_DIR), "size"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"flash (\d+) of (\d+) bytes .*RAM (\d+) of (\d+) bytes", out)
+    assert match, out
+    flash, flash_max, ram, ram_max = (int(g) for g in match.groups())
+    assert 1000 < flash < flash_max // 2
+    assert 50 < ram < ram_max // 2
+    hex_lines = (built.build_path / "firmware.hex").read_text().split()
+    assert all(line.startswith(":") for line in hex_lines) and hex_lines[-1] == ":00000001FF"
+
+
+def test_elf_is_for_the_atmega328p(built: AvrEmulatorConfig) -> None:
+    header = built.elf.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF"
+    assert int.from_bytes(header[18:20], "little") == 83  # EM_AVR
+
+
+# ------------------------------------------------------------------------------ host-side C vectors
+
+
+def run_vectors(vectors: Path, built: AvrEmulatorConfig) -> subprocess.CompletedProcess[str]:
+    subprocess.run(["make", "-C", str(FIRMWARE_DIR), "host-test"], capture_output=True, text=True, check=True)
+    lines = subprocess.run(
+        ["python3", str(FIRMWARE_DIR / "host" / "vectors_to_text.py"), str(vectors)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    runner = built.build_path / "host" / "vector_runner"
+    return subprocess.run([str(runner)], input=lines, capture_output=True, text=True, check=False)
+
+
+def test_c_receiver_and_firmware_logic_pass_every_vector(built: AvrEmulatorConfig) -> None:
+    result = run_vectors(VECTORS, built)
+    assert result.returncode == 0, result.stdout + result.stderr
+    vectors = json.loads(VECTORS.read_text())
+    total = 1 + sum(len(vectors[k]) for k in ("frames", "invalid", "streams", "scenarios"))
+    assert f"1..{total}" in result.stdout
+    assert "not ok" not in result.stdout
+    skipped = [line for line in result.stdout.splitlines() if "# SKIP" in line]
+    assert len(skipped) == sum(1 for v in vectors["invalid"] if v["reason"] == "bad_value")
+
+
+def test_c_vector_runner_catches_a_wrong_reply(built: AvrEmulatorConfig, tmp_path: Path) -> None:
+    vectors = json.loads(VECTORS.read_text())
+    scenario = next(s for s in vectors["scenarios"] if s["name"] == "speed clamped both ways")
+    reply = scenario["replies"][1]["hex"].split()
+    reply[8] = f"{int(reply[8], 16) ^ 1:02x}"  # one motor bit of the clamped ACK
+    scenario["replies"][1]["hex"] = " ".join(reply)
+    stream = vectors["streams"][0]
+    stream["counters"]["garbage_bytes"] += 1
+    tampered = tmp_path / "vectors.json"
+    tampered.write_text(json.dumps(vectors))
+    result = run_vectors(tampered, built)
+    assert result.returncode == 1
+    failed = [line for line in result.stdout.splitlines() if line.startswith("not ok")]
+    assert len(failed) == 2, result.stdout
+    assert "speed clamped both ways" in failed[1] and "garbage_bytes" in failed[0]
+
+
+# ------------------------------------------------------------------- the emulated firmware on a pty
+
+
+def test_boots_disarmed_with_motors_braked_and_refuses_to_drive(emulator: AvrEmulator, host: RawHost) -> None:
+    pins = wait_pins(emulator, lambda p: True)
+    assert pins.left.braking and pins.right.braking and pins.standby == 1
+    ack = host.ack(Drive(500))
+    assert ack.result is AckResult.NOT_ARMED
+    assert ack.state is FirmwareState.DISARMED and ack.motor_left == 0
+    assert last_pins(emulator).left.braking
+
+
+def test_handshake_reports_the_firmware_constants(host: RawHost) -> None:
+    (version,) = host.request(Hello())
+    assert version == Version(1, 1, 0, 0, 250, -500, 1000)
+
+
+def test_round_trip_drives_the_pwm_pins_and_stop_brakes(emulator: AvrEmulator, host: RawHost) -> None:
+    host.request(Hello())
+    assert host.ack(Arm()).state is FirmwareState.ARMED
+    t0 = time.monotonic()
+    ack = host.ack(Drive(600))
+    rtt = time.monotonic() - t0
+    assert (ack.state, ack.motor_left, ack.motor_right) == (FirmwareState.DRIVING, 600, 600)
+    assert rtt < 0.1
+    pins = wait_pins(emulator, lambda p: p.left.permille > 0)
+    assert pins.left == pins.right and pins.left.pwm == 153 and (pins.left.in1, pins.left.in2) == (1, 0)
+    ack = host.ack(Drive(-900))
+    assert (ack.result, ack.motor_left) == (AckResult.CLAMPED, -500)
+    pins = wait_pins(emulator, lambda p: p.left.permille < 0)
+    assert abs(pins.left.permille - (-500)) <= 2 and pins.right.permille == pins.left.permille
+    ack = host.ack(Stop())
+    assert (ack.state, ack.motor_left) == (FirmwareState.ARMED, 0)
+    pins = wait_pins(emulator, lambda p: p.left.braking)
+    assert pins.right.braking and pins.left.pwm == 255
+
+
+def test_command_watchdog_stops_in_real_time(emulator: AvrEmulator, host: RawHost) -> None:
+    host.request(Hello())
+    host.ack(Arm())
+    host.ack(Drive(400))
+    acked_at = time.monotonic()
+    (fault,) = host.read(1, timeout_s=1.0)
+    silent_s = time.monotonic() - acked_at
+    assert isinstance(fault, Fault) and fault.code is FaultCode.WATCHDOG and fault.count == 1
+    assert 0.22 < silent_s < 0.60  # ~250 ms of wall time (the exact bound is checked on the pins below)
+    samples = emulator.pin_samples()
+    drive_at = next(s for s in samples if s.left.permille > 0).emulated_s
+    brake_at = next(s for s in samples if s.emulated_s > drive_at and s.left.braking).emulated_s
+    assert 0.245 <= brake_at - drive_at <= 0.262  # watchdog_ms .. watchdog_ms + 10 ms (+ one frame time)
+    ack = host.ack(Drive(400))
+    assert (ack.result, ack.state, ack.watchdog_trips) == (AckResult.NOT_ARMED, FirmwareState.WATCHDOG, 1)
+
+
+def test_heartbeats_keep_the_car_driving(emulator: AvrEmulator, host: RawHost) -> None:
+    host.request(Hello())
+    host.ack(Arm())
+    host.ack(Drive(300))
+    for _ in range(12):  # 12 x ~50 ms, well past the 250 ms watchdog
+        time.sleep(0.05)
+        ack = host.ack(Heartbeat())
+        assert ack.state is FirmwareState.DRIVING and ack.watchdog_trips == 0
+    assert last_pins(emulator).left.permille > 0
+
+
+def test_corrupt_frame_is_counted_and_never_acted_on(emulator: AvrEmulator, host: RawHost) -> None:
+    host.request(Hello())
+    host.ack(Arm())
+    frame = bytearray(encode(Drive(900), 40))
+    frame[4] ^= 0x10  # one payload bit: the CRC no longer matches
+    host.port.write(bytes(frame))
+    (fault,) = host.read(1)
+    assert isinstance(fault, Fault) and fault.code is FaultCode.CRC_ERROR and fault.count == 1
+    ack = host.ack(Heartbeat())
+    assert (ack.state, ack.motor_left, ack.discarded) == (FirmwareState.ARMED, 0, 1)
+    assert all(s.left.braking for s in emulator.pin_samples())
+
+
+def test_garbage_counters_match_the_reference_firmware(host: RawHost) -> None:
+    """Seeded garbage (with SOF bytes and broken frames in it), then frames: the emulated C firmware and
+    the Python reference McuCore, fed the same bytes, end with the same counters and the same state."""
+    rng = random.Random(7)
+    garbage = bytearray(rng.randrange(256) for _ in range(300))
+    for at in rng.sample(range(len(garbage)), 12):
+        garbage[at] = 0xA5
+    good = encode(Arm(), 1) + encode(Drive(250), 2)
+    corrupt = bytearray(encode(Drive(700), 3))
+    corrupt[5] ^= 0x80
+    stream = bytes(garbage) + good + bytes(corrupt) + bytes(rng.randrange(256) for _ in range(50))
+    stream += encode(Heartbeat(), 4)
+
+    host.port.write(stream)
+    time.sleep(0.2)  # wire time (~35 ms) plus the 20 ms gap timeout for any trailing candidate
+    host.port.reset_input_buffer()
+    host.seq = 5
+    (status,) = host.request(StatusRequest())
+    assert isinstance(status, Status)
+
+    reference = McuCore()
+    reference.feed(stream, 0.0)
+    reference.tick(0.1)
+    c = reference.counters
+    expected = (
+        c.garbage_bytes,
+        c.crc_errors,
+        c.oversized,
+        c.truncated,
+        c.unknown_type,
+        c.bad_length,
+    )
+    got = (
+        status.garbage_bytes,
+        status.crc_errors,
+        status.oversized,
+        status.truncated,
+        status.unknown_type,
+        status.bad_length,
+    )
+    assert got == expected
+    assert sum(got) > 50
+    assert (status.state, status.motor_left) == (reference.state, reference.motor_left)
+
+
+def test_hung_firmware_is_reset_by_the_hardware_watchdog_into_stop(
+    emulator: AvrEmulator, host: RawHost
+) -> None:
+    host.request(Hello())
+    host.ack(Arm())
+    host.ack(Drive(600))
+    wait_pins(emulator, lambda p: p.left.permille > 0)
+    emulator.inject_hang()
+    hung_at = time.monotonic()
+    host.send(Heartbeat())
+    assert host.read(1, timeout_s=0.05) == []  # the main loop no longer answers
+    pins = wait_pins(emulator, lambda p: p.left.braking, timeout_s=1.0)
+    assert time.monotonic() - hung_at < 0.5
+    assert pins.right.braking
+    host.port.reset_input_buffer()
+    ack = host.ack(Heartbeat())
+    assert (ack.state, ack.motor_left) == (FirmwareState.DISARMED, 0)  # rebooted: DISARMED, motors off
+    assert "hang injected" in emulator.log_text()
+
+
+def test_host_can_close_and_reopen_the_port(emulator: AvrEmulator) -> None:
+    first = RawHost(emulator.path)
+    first.request(Hello())
+    first.close()
+    time.sleep(0.05)
+    second = RawHost(emulator.path)
+    try:
+        (version,) = second.request(Hello())
+        assert isinstance(version, Version)
+    finally:
+        second.close()
+
+
+def test_emulated_time_tracks_wall_time(built: AvrEmulatorConfig) -> None:
+    avr = AvrEmulator(AvrEmulatorConfig(build=False))
+    with avr:
+        started = time.monotonic()
+        time.sleep(0.6)
+    wall = time.monotonic() - started
+    stats = avr.stats
+    assert stats is not None
+    assert stats.emulated_s <= wall + 0.01  # paced: never ahead of wall time
+    assert stats.emulated_s > 0.8 * wall  # and not far behind (a loaded machine may lag a little)
+    assert stats.max_lag_ms < 0.2 * wall * 1000
+
+
+def test_missing_firmware_is_a_clear_error(tmp_path: Path) -> None:
+    config = AvrEmulatorConfig(build=False, build_dir=tmp_path / "nothing")
+    with pytest.raises(LinkError, match=r"firmware.elf is missing: build it with `make -C"):
+        AvrEmulator(config).open()
