@@ -412,15 +412,15 @@ class SerialLink(BaseLink):
         """Forget a dead port (caller holds the write lock). The reader thread reopens it."""
         if self._port is not port:
             return
-        self._port = None
-        self._lost_reason = reason
-        self._firmware = None
-        with contextlib.suppress(Exception):  # the port is already dead; closing is best effort
-            port.close()
-        with self._changed:
+        with self._changed:  # health() sees the lost port and the forgotten session together
+            self._port = None
+            self._lost_reason = reason
+            self._firmware = None
             self._session.forget_pending()
             self._session.report(LinkFaultKind.PORT_LOST, f"{self._port_name}: {reason}")
             self._changed.notify_all()
+        with contextlib.suppress(Exception):  # the port is already dead; closing is best effort
+            port.close()
 
     def _reader_main(self) -> None:
         try:

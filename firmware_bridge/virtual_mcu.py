@@ -124,6 +124,7 @@ class VirtualMcu:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = -1, -1
         self._delayed: deque[tuple[float, bytes]] = deque()
+        self._actions: deque[tuple[Callable[[], None], threading.Event]] = deque()
         self._bytes_received = 0
         self._bytes_sent = 0
         self._tx_overflow = 0
@@ -205,22 +206,36 @@ class VirtualMcu:
             self._faults = faults
         self._wake()
 
-    def vanish(self) -> None:
+    def vanish(self, timeout_s: float = 1.0) -> None:
         """Close the pty and remove the path: the host sees its port die (an unplugged adapter)."""
-        with self._lock:
-            self._close_pty()
-            self._delayed.clear()
-        self._wake()
+        self._on_thread(self._do_vanish, timeout_s)
 
-    def reappear(self, reboot: bool = True) -> None:
+    def reappear(self, reboot: bool = True, timeout_s: float = 1.0) -> None:
         """A new pty at the same path. `reboot`: the MCU lost power with the cable (boots DISARMED)."""
+        self._on_thread(lambda: self._do_reappear(reboot), timeout_s)
+
+    def _on_thread(self, action: Callable[[], None], timeout_s: float) -> None:
+        """Run `action` on the MCU thread between two steps: only that thread touches the pty fds, so a
+        select() never waits on a descriptor another thread closed (or one the kernel handed out again)."""
+        if self._thread is None:
+            raise RuntimeError("VirtualMcu not started")
+        done = threading.Event()
         with self._lock:
-            if self._pty is not None:
-                return
-            if reboot:
-                self._core = McuCore(self.config, boot_time=self._clock())
-            self._open_pty()
+            self._actions.append((action, done))
         self._wake()
+        if not done.wait(timeout_s):
+            raise TimeoutError(f"virtual MCU did not act within {timeout_s} s")
+
+    def _do_vanish(self) -> None:
+        self._close_pty()
+        self._delayed.clear()
+
+    def _do_reappear(self, reboot: bool) -> None:
+        if self._pty is not None:
+            return
+        if reboot:
+            self._core = McuCore(self.config, boot_time=self._clock())
+        self._open_pty()
 
     # ------------------------------------------------------------------ observation
     def snapshot(self) -> McuSnapshot:
@@ -265,6 +280,11 @@ class VirtualMcu:
             raise
 
     def _step(self) -> None:
+        while self._actions:
+            with self._lock:
+                action, done = self._actions.popleft()
+                action()
+            done.set()
         pty = self._pty
         timeout = self._tick_s
         if self._delayed:
@@ -283,8 +303,6 @@ class VirtualMcu:
                 data = b""
                 time.sleep(self._tick_s)
         with self._lock:
-            if pty is not self._pty:  # vanished or replaced while we waited
-                return
             now = self._clock()
             faults = self._faults
             out = b""
