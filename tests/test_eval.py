@@ -50,7 +50,9 @@ def test_json_has_the_report_keys_for_every_runtime(
     for runtime, doc in results.items():
         assert {"accuracy", "precision", "recall", "confusion", "n"} <= set(doc), runtime
         assert doc["n"] == 16 and doc["runtime"] == runtime
-        assert "baseline" in doc
+        baseline = doc["baseline"]
+        assert isinstance(baseline, dict)
+        assert set(baseline) == {"accuracy", "precision", "recall", "confusion", "n"} and baseline["n"] == 16
         confusion = np.asarray(doc["confusion"])
         assert confusion.shape == (2, 2) and confusion.sum() == 16
         assert confusion[0].sum() == 8  # the folder holds 8 GO and 8 STOP frames

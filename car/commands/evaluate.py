@@ -67,17 +67,12 @@ def predict_labels(
     return stop_decisions(np.concatenate(probs), bundle.manifest.threshold)
 
 
-def _baseline_report(data: Path, labels: np.ndarray) -> tuple[ClassificationReport | None, str]:
-    """The published intensity baseline on the same folder (None + why, if it is unavailable)."""
-    try:
-        from vision.baseline import evaluate_folder
-    except ImportError as exc:
-        return None, f"not available ({exc})"
-    result = evaluate_folder(data)
-    report: ClassificationReport = result.report
-    if report.n != len(labels):
-        return report, f"baseline scored {report.n} frames, the network {len(labels)}"
-    return report, ""
+def baseline_report(images: np.ndarray, labels: np.ndarray) -> ClassificationReport:
+    """The published intensity baseline (default cutoff and share) on the same decoded frames."""
+    from vision.baseline import IntensityBaseline
+    from vision.metrics import classification_report
+
+    return classification_report(labels, IntensityBaseline().predict_batch(images))
 
 
 def evaluate(
@@ -97,7 +92,7 @@ def evaluate(
     dataset = load_dataset(data, size=bundle.manifest.preprocessing.input_size, progress=progress)
     predictions = predict_labels(bundle, dataset.images, runtime, threads)
     report = classification_report(dataset.labels, predictions)
-    baseline, note = _baseline_report(Path(data), dataset.labels) if with_baseline else (None, "skipped")
+    baseline = baseline_report(dataset.images, dataset.labels) if with_baseline else None
     return Evaluation(
         bundle=str(bundle.root),
         bundle_sha256=bundle.sha256,
@@ -105,7 +100,7 @@ def evaluate(
         data=str(data),
         network=report,
         baseline=baseline,
-        baseline_note=note,
+        baseline_note="" if with_baseline else "skipped (--no-baseline)",
     )
 
 
