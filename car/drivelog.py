@@ -435,6 +435,15 @@ class DriveLogWriter:
         return encode_png(rgb)
 
     def _write_record(self, conn: sqlite3.Connection, r: DriveRecord) -> None:
+        try:
+            self._insert_record(conn, r)
+        except (
+            sqlite3.IntegrityError
+        ) as exc:  # a record the log cannot take (e.g. a repeated seq): keep going
+            self.dropped_records += 1
+            self._write_event(conn, _Event(time.monotonic(), "record_rejected", f"seq {r.seq}: {exc}"))
+
+    def _insert_record(self, conn: sqlite3.Connection, r: DriveRecord) -> None:
         conn.execute(f"INSERT INTO records VALUES ({','.join('?' * len(RECORD_COLUMNS))})", _record_row(r))
         if r.rgb is not None:
             h, w = r.rgb.shape[:2]

@@ -158,6 +158,7 @@ class ControlLoop:
         self._last_seq: int | None = None
         self._prev_log_s = 0.0
         self._ended = False
+        self._next_seq = 0
 
     # -- control from outside (signal handlers, other threads) ---------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -241,7 +242,7 @@ class ControlLoop:
             latency=latency,
         )
         record = DriveRecord(
-            seq=self.stats.ticks,
+            seq=self._take_seq(),
             t_tick=t_tick,
             frame_seq=None if frame is None else frame.seq,
             t_capture=None if frame is None else frame.t_capture,
@@ -263,6 +264,11 @@ class ControlLoop:
         self._prev_log_s = t_logged - t_sent
         self._count(record, dataclasses.replace(timings, log=self._prev_log_s))
         return record
+
+    def _take_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
 
     def _poll_link(self, now: float, faults: list[Fault]) -> tuple[list[Fault], AckRecord | None]:
         try:
@@ -350,7 +356,7 @@ class ControlLoop:
         except Exception:
             command = None
         record = DriveRecord(
-            seq=self.stats.ticks,
+            seq=self._take_seq(),
             t_tick=t,
             frame_seq=None,
             t_capture=None,
