@@ -1,11 +1,153 @@
-"""`car sim`: not built yet."""
+"""`car sim`: the simulated world's tools.
+
+- `car sim dataset --out DIR --n N --seed S`: N frames as `{label}_{uuid}.jpg`, masks, manifest, summary.
+- `car sim demo [--out runs/demo]`: a short drive towards a can (stopped by ground truth), MP4 + sheet.
+- `car sim eval ...`: closed-loop evaluation; its options and code live in `car.sim_eval` (loaded lazily).
+"""
+
+from __future__ import annotations
 
 import argparse
+import importlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from car.errors import CarError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _kind_weights(text: str) -> dict[str, float]:
+    """`can_path=0.5,empty=1` → {kind: weight}."""
+    from vision.sim import SCENE_KINDS
+
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in SCENE_KINDS:
+            raise argparse.ArgumentTypeError(
+                f"unknown scene kind {name!r}; choose from {sorted(SCENE_KINDS)}"
+            )
+        try:
+            weights[name] = float(value) if value else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r}: weight must be a number (kind=weight)") from None
+        if weights[name] < 0:
+            raise argparse.ArgumentTypeError(f"{part!r}: weight must be >= 0")
+    if sum(weights.values()) <= 0:
+        raise argparse.ArgumentTypeError("the weights must not all be 0")
+    return weights
+
+
+def _add_dataset(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("dataset", help="write N labelled frames, masks and a manifest")
+    p.add_argument("--out", type=Path, required=True, help="new or empty folder")
+    p.add_argument("--n", type=_positive_int, required=True, help="number of frames")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same files (default 0)")
+    p.add_argument(
+        "--kinds",
+        type=_kind_weights,
+        help="scene mix as kind=weight,... (default: the built-in mix, about 42%% STOP)",
+    )
+    p.add_argument("--jpeg-quality", type=int, default=92, help="quality of the written JPEGs (default 92)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(handler=_run_dataset)
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="render a short drive towards a can: MP4 + contact sheet")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fps", type=float, default=15.0)
+    p.add_argument(
+        "--speed", type=float, default=0.6, help="fraction of full speed while driving (default 0.6)"
+    )
+    p.set_defaults(handler=_run_demo)
+
+
+def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("eval", help="closed-loop evaluation in the simulated world", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=_run_eval)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    _add_dataset(sub)
+    _add_demo(sub)
+    _add_eval(sub)
+
+
+def _run_dataset(args: argparse.Namespace) -> int:
+    from vision.sim.dataset import write_dataset
+
+    if not 1 <= args.jpeg_quality <= 100:
+        raise CarError(f"--jpeg-quality {args.jpeg_quality}: must be in 1..100")
+    summary = write_dataset(
+        args.out,
+        args.n,
+        seed=args.seed,
+        weights=args.kinds,
+        jpeg_quality=args.jpeg_quality,
+        progress=not (args.no_progress or args.json),
+    )
+    if args.json:
+        payload = {
+            "out": str(summary.out),
+            "n": summary.n,
+            "go": summary.by_label[0],
+            "stop": summary.by_label[1],
+            "kinds": dict(summary.by_kind),
+            "seconds": round(summary.seconds, 3),
+        }
+        print(json.dumps(payload))
+    else:
+        print(summary.format())
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from vision.sim.demo import run_demo
+
+    result = run_demo(args.out, seed=args.seed, fps=args.fps, speed_fraction=args.speed)
+    stopped = (
+        "never stopped"
+        if result.stop_distance_m is None
+        else f"stopped {result.stop_distance_m:.2f} m from the can"
+    )
+    print(f"demo: {result.frames} frames, {stopped}, collided: {'yes' if result.collided else 'no'}")
+    print(f"video: {result.video}")
+    print(f"contact sheet: {result.sheet}")
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    try:
+        module = importlib.import_module("car.sim_eval")
+    except ModuleNotFoundError as exc:
+        if exc.name != "car.sim_eval":
+            raise
+        raise CarError(
+            "`car sim eval` is not available yet (car/sim_eval.py does not exist in this build)"
+        ) from exc
+    parser = argparse.ArgumentParser(
+        prog="car sim eval", description="closed-loop evaluation in the simulator"
+    )
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(args.rest)) or 0)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("car sim: not implemented yet")
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)

@@ -58,7 +58,7 @@ FLOOR_PALETTES: Mapping[str, tuple[RGB, ...]] = {
         (0.62, 0.45, 0.30),
         (0.45, 0.30, 0.18),
         (0.75, 0.60, 0.42),
-        (0.30, 0.20, 0.13),
+        (0.38, 0.26, 0.17),
         (0.55, 0.50, 0.45),
     ),
     "tiles": (
@@ -66,14 +66,14 @@ FLOOR_PALETTES: Mapping[str, tuple[RGB, ...]] = {
         (0.60, 0.60, 0.62),
         (0.72, 0.62, 0.50),
         (0.60, 0.35, 0.25),
-        (0.35, 0.35, 0.38),
+        (0.42, 0.42, 0.45),
     ),
     "carpet": (
         (0.45, 0.45, 0.48),
         (0.30, 0.35, 0.50),
         (0.60, 0.55, 0.45),
         (0.50, 0.25, 0.25),
-        (0.28, 0.28, 0.28),
+        (0.36, 0.36, 0.36),
     ),
     "concrete": ((0.55, 0.55, 0.55), (0.62, 0.60, 0.56), (0.45, 0.46, 0.48)),
 }
@@ -89,8 +89,7 @@ WALL_COLOURS: tuple[RGB, ...] = (
     (0.70, 0.75, 0.78),
     (0.80, 0.72, 0.70),
     (0.60, 0.62, 0.60),
-    (0.45, 0.40, 0.36),
-    (0.22, 0.22, 0.24),
+    (0.50, 0.45, 0.40),
 )
 
 
@@ -210,13 +209,13 @@ def _floor(rng: np.random.Generator) -> FloorLook:
 def _lighting(rng: np.random.Generator) -> Lighting:
     warm = rng.uniform(-0.12, 0.12)
     return Lighting(
-        exposure=float(math.exp(rng.normal(0.05, 0.3))),
+        exposure=float(math.exp(rng.normal(0.2, 0.22))),
         ambient=float(rng.uniform(0.35, 0.7)),
         light_azimuth=float(rng.uniform(-math.pi, math.pi)),
         light_elevation=float(rng.uniform(0.5, 1.3)),
         shadow_strength=float(rng.uniform(0.25, 0.6)),
         ramp=(float(rng.normal(0, 0.25)), float(rng.normal(0, 0.25))),
-        vignette=float(rng.uniform(0.0, 0.45)),
+        vignette=float(rng.uniform(0.0, 0.3)),
         white_balance=(1.0 + warm, 1.0, 1.0 - warm),
         noise_sigma=float(rng.uniform(0.005, 0.03)),
         blur_sigma=float(rng.uniform(0.0, 1.0)),
