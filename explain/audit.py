@@ -76,9 +76,9 @@ class ModelCheck:
     def first_line(self) -> str:
         if self.override and not self.hashes_match:
             return (
-                f"NOT THE NETWORK THAT DROVE: explaining {self.bundle_name} ({self.bundle_path}); the car drove "
-                f"{self.drove_name} ({self.drove_path}); its torch twin agrees with {self.agree} of "
-                f"{self.compared} logged decisions"
+                f"NOT THE NETWORK THAT DROVE: explaining {self.bundle_name} ({self.bundle_path}); "
+                f"the car drove {self.drove_name} ({self.drove_path}); its torch twin agrees with "
+                f"{self.agree} of {self.compared} logged decisions"
             )
         if self.runtime == "int8":
             return (
@@ -217,7 +217,7 @@ def _framed_batches(
 
 
 def check_model(
-    log: DriveLogReader, bundle: ModelBundle, network: nn.Module, match: bool, override: bool, device: str
+    log: DriveLogReader, bundle: ModelBundle, network: nn.Module, *, match: bool, override: bool, device: str
 ) -> ModelCheck:
     """Re-run the torch twin on every logged frame and compare with the logged P(STOP)."""
     import torch
@@ -261,8 +261,9 @@ def check_model(
         )
     if meta.runtime != "int8" and (agree < compared or worst > REPRODUCE_TOLERANCE):
         raise ExplainError(
-            f"{bundle.root}: its torch weights do not reproduce the logged decisions ({agree}/{compared} agree, "
-            f"max |ΔP| {worst:.3g}); the bundle was altered: pass --model BUNDLE to explain it anyway"
+            f"{bundle.root}: its torch weights do not reproduce the logged decisions "
+            f"({agree}/{compared} agree, max |ΔP| {worst:.3g}); the bundle was altered: "
+            "pass --model BUNDLE to explain it anyway"
         )
     return check
 
@@ -276,6 +277,7 @@ def explain_frames(
     seqs: Sequence[int],
     store: AttributionStore,
     prep: Preprocessing,
+    *,
     progress: bool,
 ) -> int:
     """Explain the frames not yet stored; returns how many were reused from the store."""
@@ -404,7 +406,9 @@ def run_audit(options: AuditOptions) -> AuditResult:
             raise ExplainError(f"{options.log}: the drive log holds no frames; nothing to explain")
         bundle, match = resolve_bundle(log.meta, options.model)
         network = load_torch_network(bundle, options.device)
-        model = check_model(log, bundle, network, match, options.model is not None, options.device)
+        model = check_model(
+            log, bundle, network, match=match, override=options.model is not None, device=options.device
+        )
         timings["verify"] = time.perf_counter() - t0
         seqs = selector.select([t.info() for t in ticks], log.meta.threshold)
         if not seqs:
@@ -418,7 +422,7 @@ def run_audit(options: AuditOptions) -> AuditResult:
         store = AttributionStore(options.out, fingerprint)
         t1 = time.perf_counter()
         engine = DeepShapEngine(network, bg_inputs, options.device)
-        reused = explain_frames(engine, log, seqs, store, prep, options.progress)
+        reused = explain_frames(engine, log, seqs, store, prep, progress=options.progress)
         timings["explain"] = time.perf_counter() - t1
         by_seq = {t.seq: t for t in ticks}
         has_truth = any(t.truth_label is not None for t in ticks)

@@ -73,16 +73,14 @@ class SimSource(BackgroundSource):
 def simulated_frames(count: int, seed: int, size: int = 224) -> np.ndarray:
     """`count` frames of the simulated world's default scene mix, reproducible from `seed`."""
     from vision.preprocess import fit_to_input
-    from vision.sim.config import WorldConfig
-    from vision.sim.kinds import sample_scene
-    from vision.sim.render import Renderer
+    from vision.sim import World, WorldConfig, sample_scene
 
     rng = np.random.default_rng(seed)
-    renderer = Renderer(WorldConfig())
+    config = WorldConfig()
     out = np.empty((count, size, size, 3), dtype=np.uint8)
     for i in range(count):
-        scene = sample_scene(rng)
-        out[i] = fit_to_input(renderer.render(scene, scene.start, rng).rgb, size)
+        world = World(config, sample_scene(rng, config=config), seed=int(rng.integers(2**31)))
+        out[i] = fit_to_input(world.render()[0], size)
     return out
 
 

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--select",
         default="auto",
         metavar="all|auto|changes|stride:K|frames:A-B",
-        help="frames to explain; auto: decision changes, small margins, faults, a stride sample, ≤ 10%% (default)",
+        help="frames to explain; auto (default): decision changes, small margins, faults, a stride "
+        "sample, at most 10%% of the frames",
     )
     parser.add_argument(
         "--background",
@@ -78,12 +79,14 @@ def run(args: argparse.Namespace) -> int:
         n = result.numbers
         print(result.model.first_line)
         print(
-            f"explained {n.frames_explained} of {n.frames_total} frames in {n.seconds:.1f} s; flagged {n.flagged}"
+            f"explained {n.frames_explained} of {n.frames_total} frames in {n.seconds:.1f} s; "
+            f"flagged {n.flagged}"
         )
         if n.stop_focus_mean is not None:
             print(
                 f"STOP attribution on the can {n.stop_focus_mean:.1%} (random {n.random_focus_mean:.1%}), "
-                f"pointing game {n.pointing_hit_rate:.1%} over {n.frames_with_can} frames with the can in view"
+                f"pointing game {n.pointing_hit_rate:.1%} over {n.frames_with_can} frames with the can "
+                "in view"
             )
         print(f"report: {result.report}")
     return 0

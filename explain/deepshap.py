@@ -135,7 +135,7 @@ class Conv2dRule(AffineRule):
         assert isinstance(m, nn.Conv2d)
         if isinstance(m.padding, str) or m.padding_mode != "zeros":
             return super().vjp(g, in_shape)
-        return torch.nn.grad.conv2d_input(
+        return torch.nn.grad.conv2d_input(  # type: ignore[attr-defined]
             (g.shape[0], *in_shape), m.weight, g, m.stride, m.padding, m.dilation, m.groups
         )
 
@@ -221,11 +221,17 @@ class MaxPool2dRule(LayerRule):
         if not self.simple:
             at_frame = g.frame_or_bg() * to_frame_max
             return RowGrads(self._unpool_divide(at_frame, g.bg * to_ref_max, frame, bg, in_shape), None)
-        return RowGrads(self._scatter(g, to_frame_max, to_ref_max, frame, bg, in_shape), None)
+        return RowGrads(
+            self._scatter(
+                g, to_frame_max=to_frame_max, to_ref_max=to_ref_max, frame=frame, bg=bg, in_shape=in_shape
+            ),
+            None,
+        )
 
     def _scatter(
         self,
         g: RowGrads,
+        *,
         to_frame_max: torch.Tensor,
         to_ref_max: torch.Tensor,
         frame: Saved,
@@ -278,7 +284,8 @@ class MaxPool2dRule(LayerRule):
 
         def unpool(v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             full_idx = idx.expand((*lead, *idx.shape[3:])).reshape((-1, *idx.shape[3:]))
-            out = F.max_unpool2d(_flat(v), full_idx, p.kernel_size, p.stride, p.padding, list(in_shape[-2:]))
+            k, st, pad = _pair(p.kernel_size), _pair(p.stride or p.kernel_size), _pair(p.padding)
+            out = F.max_unpool2d(_flat(v), full_idx, k, st, pad, list(in_shape[-2:]))
             return _unflat(out, lead)  # type: ignore[arg-type]
 
         summed = unpool(at_frame, _lead(frame.aux, "frame")) + unpool(at_ref, _lead(bg.aux, "bg"))
@@ -480,7 +487,8 @@ class DeepShapEngine:
         x_all = torch.as_tensor(np.asarray(frames, dtype=np.float32)).to(self.device)
         if tuple(x_all.shape[1:]) != tuple(self.background.shape[1:]):
             raise ExplainError(
-                f"frames have shape {tuple(x_all.shape[1:])}, the background {tuple(self.background.shape[1:])}"
+                f"frames have shape {tuple(x_all.shape[1:])}, "
+                f"the background {tuple(self.background.shape[1:])}"
             )
         outs = tuple(range(self.num_outputs)) if outputs is None else tuple(int(o) for o in outputs)
         if not outs or min(outs) < 0 or max(outs) >= self.num_outputs:

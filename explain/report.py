@@ -209,8 +209,8 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, byt
     if result.sanity is not None:
         s = result.sanity
         sanity = (
-            f"<p>{s.frames} frame(s), {s.background} background frames. Weighted layers re-initialised from the "
-            f"output down; Spearman ρ of the STOP maps with the trained network's. "
+            f"<p>{s.frames} frame(s), {s.background} background frames. Weighted layers "
+            f"re-initialised from the output down; Spearman ρ of the STOP maps with the trained network's. "
             f"<b>{'PASSED' if s.passed else 'FAILED'}</b>: the fully randomised maps correlate "
             f"{s.final:.3f} (must be below 0.5).</p>"
             + _table(
@@ -245,7 +245,8 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, byt
         return _table(["", ""], [(html.escape(k), v) for k, v in rows])
 
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>DeepSHAP audit: {html.escape(result.options.log.name)}</title>
+<html lang="en"><head><meta charset="utf-8">
+<title>DeepSHAP audit: {html.escape(result.options.log.name)}</title>
 {_STYLE}</head>
 <body>
 <p class="first{warn}">{html.escape(m.first_line)}</p>

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -46,7 +47,7 @@ def _framed(ticks: Sequence[TickInfo]) -> list[TickInfo]:
 
 def decision_changes(ticks: Sequence[TickInfo]) -> list[int]:
     out: list[int] = []
-    for prev, cur in zip(ticks, ticks[1:], strict=False):
+    for prev, cur in itertools.pairwise(ticks):
         if cur.decision != prev.decision and cur.has_frame:
             out.append(cur.seq)
     return out
@@ -122,5 +123,6 @@ def parse_selector(text: str) -> Selector:
     if frames and int(frames.group(1)) <= int(frames.group(2)):
         return RangeSelector(int(frames.group(1)), int(frames.group(2)))
     raise ExplainError(
-        f"--select {text!r}: use all, auto, changes, stride:K (K >= 1) or frames:A-B (A <= B, log seq numbers)"
+        f"--select {text!r}: use all, auto, changes, stride:K (K >= 1) or frames:A-B "
+        "(A <= B, the log's seq numbers)"
     )
