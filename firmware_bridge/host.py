@@ -258,7 +258,7 @@ class HostSession:
     # ------------------------------------------------------------------ incoming
     def receive(self, data: bytes, now: float) -> list[Frame]:
         frames: list[Frame] = []
-        for event in self._parser.feed(data):
+        for event in self._parser.feed(data, now):  # `now` lets a truncated reply expire at the gap
             if isinstance(event, Rejected):
                 self.report(
                     LinkFaultKind.HOST_DISCARDS, f"discarded a frame from the firmware: {event.detail}"
