@@ -1,0 +1,158 @@
+"""The simulated world: determinism, geometry-driven labels, masks, stepping, every scene kind."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vision.errors import VisionError
+from vision.labels import GO, STOP
+from vision.sim import (
+    HARD_NEGATIVE_KINDS,
+    SCENE_KINDS,
+    CanGeometry,
+    CarPose,
+    Placement,
+    World,
+    WorldConfig,
+    label_for,
+    sample_scene,
+)
+
+CONFIG = WorldConfig()
+
+
+def _scene(kind: str, seed: int = 0, placement: Placement | None = None):
+    return sample_scene(np.random.default_rng(seed), kind, CONFIG, placement)
+
+
+def test_same_seed_same_frames_and_different_seed_differs():
+    scene = _scene("can_path", 5)
+    a = World(CONFIG, scene, seed=3)
+    b = World(CONFIG, scene, seed=3)
+    for _ in range(3):
+        (ra, ta), (rb, tb) = a.render(), b.render()
+        assert np.array_equal(ra, rb) and np.array_equal(ta.mask, tb.mask)
+        a.step(0.2, 0.1)
+        b.step(0.2, 0.1)
+    assert not np.array_equal(
+        World(CONFIG, scene, seed=4).render()[0], World(CONFIG, scene, seed=3).render()[0]
+    )
+    again = _scene("can_path", 5)
+    assert again == scene
+
+
+@pytest.mark.parametrize("kind", sorted(SCENE_KINDS))
+def test_every_kind_renders_its_intended_label(kind):
+    for seed in range(4):
+        scene = _scene(kind, seed)
+        rgb, truth = World(CONFIG, scene, seed=seed).render()
+        assert rgb.shape == (224, 224, 3) and rgb.dtype == np.uint8
+        assert truth.scene == kind
+        assert truth.label == SCENE_KINDS[kind].label, (kind, seed, truth.distance_m, truth.lateral_m)
+        assert truth.mask is not None and truth.mask.shape == (224, 224) and truth.mask.dtype == bool
+        if kind.startswith("can_"):
+            assert truth.distance_m is not None and truth.lateral_m is not None
+        if kind in HARD_NEGATIVE_KINDS or kind == "empty":
+            assert scene.can is None and truth.distance_m is None and not truth.mask.any()
+
+
+def test_can_mask_covers_the_dark_can():
+    for seed in range(5):
+        rgb, truth = World(CONFIG, _scene("can_path", seed), seed=seed).render()
+        mask = truth.mask
+        assert mask.sum() > 400, "a can nearer than the cutoff covers a good part of the frame"
+        grey = rgb.mean(axis=2)
+        assert np.median(grey[mask]) < np.median(grey[~mask])
+
+
+def test_label_follows_geometry_exactly():
+    half, cutoff = CONFIG.half_path_m, CONFIG.stop_distance_m
+    assert label_for(CONFIG, None) == GO
+    assert label_for(CONFIG, CanGeometry(cutoff - 1e-6, half - 1e-6)) == STOP
+    assert label_for(CONFIG, CanGeometry(cutoff + 1e-3, 0.0)) == GO  # too far
+    assert label_for(CONFIG, CanGeometry(0.1, -(half + 1e-3))) == GO  # beside the path
+    assert label_for(CONFIG, CanGeometry(0.0, 0.0)) == STOP  # touching
+    assert label_for(CONFIG, CanGeometry(-0.2, 0.0), radius=0.04) == GO  # already passed
+    near = WorldConfig(stop_distance_m=0.2)
+    assert label_for(near, CanGeometry(0.3, 0.0)) == GO
+
+
+def test_pose_frames_round_trip():
+    pose = CarPose(0.3, -1.0, math.radians(20))
+    x, z = pose.to_world(0.1, 0.5)
+    lateral, forward = pose.to_car(x, z)
+    assert lateral == pytest.approx(0.1) and forward == pytest.approx(0.5)
+    moved = pose.advanced(1.0)
+    assert moved.to_car(pose.x, pose.z) == pytest.approx((0.0, -1.0))
+
+
+def test_driving_at_a_can_collides_and_the_can_grows():
+    scene = _scene("can_path", 2, Placement(ahead=(1.0, 1.0)))
+    world = World(CONFIG, scene, seed=0)
+    assert world.can_distance() == pytest.approx(1.0, abs=1e-9)
+    areas, labels = [], []
+    while not world.collided():
+        _, truth = world.render()
+        areas.append(int(truth.mask.sum()))
+        labels.append(truth.label)
+        world.step(10.0, 0.1)  # clamped to max speed
+        assert len(areas) < 200
+    assert world.can_distance() == pytest.approx(0.0, abs=1e-9)
+    assert world.odometer_m == pytest.approx(1.0)
+    assert len(areas) == math.ceil(1.0 / (CONFIG.max_speed_mps * 0.1))
+    assert areas[-1] > 4 * areas[0] > 0
+    assert labels[0] == GO and labels[-1] == STOP
+
+
+def test_can_beside_the_path_is_passed_and_the_end_is_reached():
+    scene = _scene("can_side", 1, Placement(ahead=(1.0, 1.2)))
+    world = World(CONFIG, scene, seed=0)
+    for _ in range(100):
+        world.step(CONFIG.max_speed_mps, 0.1)
+        assert world.truth().label == GO
+    assert world.reached_end() and not world.collided()
+
+
+def test_step_rejects_bad_values_and_never_reverses():
+    world = World(CONFIG, _scene("empty"), seed=0)
+    world.step(-1.0, 1.0)
+    assert world.odometer_m == 0.0 and world.time_s == 1.0
+    with pytest.raises(ValueError, match="dt"):
+        world.step(0.1, -0.1)
+    with pytest.raises(ValueError):
+        world.step(float("nan"), 0.1)
+
+
+def test_frame_wraps_render():
+    world = World(CONFIG, _scene("can_far"), seed=0)
+    world.step(0.1, 0.5)
+    frame = world.frame()
+    assert frame.seq == 0 and frame.t_capture == 0.5 and frame.truth is not None
+    assert world.frame().seq == 1
+
+
+def test_bad_kind_and_bad_config_are_clear_errors():
+    with pytest.raises(VisionError, match="unknown"):
+        _scene("purple_elephant")
+    with pytest.raises(VisionError, match="stop_distance_m"):
+        WorldConfig(stop_distance_m=-1.0)
+    with pytest.raises(VisionError, match="camera_hfov_deg"):
+        WorldConfig(camera_hfov_deg=170.0)
+
+
+def test_other_image_sizes_render():
+    config = WorldConfig(image_size=96, jpeg_artifacts=False)
+    rgb, truth = World(config, sample_scene(np.random.default_rng(0), "can_path", config), 0).render()
+    assert rgb.shape == (96, 96, 3) and truth.mask.shape == (96, 96) and truth.mask.any()
+
+
+def test_sim_does_not_import_torch():
+    code = (
+        "import sys, numpy as np; from vision.sim import World, WorldConfig, sample_scene;"
+        "c = WorldConfig(); World(c, sample_scene(np.random.default_rng(0), None, c)).render();"
+        "assert 'torch' not in sys.modules and 'shap' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
