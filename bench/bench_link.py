@@ -10,9 +10,10 @@ from __future__ import annotations
 import statistics
 import time
 
-from firmware_bridge.host import Command
+from firmware_bridge.host import Command, LinkFaultKind
 from firmware_bridge.link import SerialLink
 from firmware_bridge.loopback import LoopbackLink
+from firmware_bridge.mcu import FirmwareConfig
 from firmware_bridge.protocol import (
     MCU_TO_HOST,
     MESSAGE_TYPES,
@@ -30,6 +31,7 @@ from firmware_bridge.virtual_mcu import VirtualMcu
 
 ROUND_TRIPS = 3000
 BAUD = 115200
+WATCHDOG_TRIPS = 20
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -81,6 +83,26 @@ def loopback_round_trips(count: int) -> list[float]:
     return costs
 
 
+def watchdog_overshoots(trips: int, watchdog_ms: int = 50) -> list[float]:
+    """How long after its timeout the virtual firmware's watchdog FAULT reaches the host (seconds).
+
+    Measured from just before the last DRIVE is written, so it is an upper bound of the firmware's own
+    lateness (it includes the pty and the host's reader thread)."""
+    overshoots: list[float] = []
+    with VirtualMcu(FirmwareConfig(watchdog_ms=watchdog_ms)) as mcu, SerialLink(mcu.path) as link:
+        link.handshake()
+        for _ in range(trips):
+            link.arm()
+            t_sent = time.monotonic()
+            link.send(Command.drive(0.5))
+            while not link.health(time.monotonic()).has(LinkFaultKind.WATCHDOG_STOP):
+                if time.monotonic() - t_sent > 1.0:
+                    raise RuntimeError("the watchdog did not fire within 1 s")
+                time.sleep(0.0002)
+            overshoots.append(time.monotonic() - t_sent - watchdog_ms / 1000.0)
+    return overshoots
+
+
 def codec_costs(count: int) -> tuple[list[float], list[float]]:
     encode_costs: list[float] = []
     decode_costs: list[float] = []
@@ -109,6 +131,7 @@ def run() -> dict[str, object]:
     rtts, send_costs = pty_round_trips(ROUND_TRIPS)
     loop_costs = loopback_round_trips(ROUND_TRIPS)
     enc, dec = codec_costs(ROUND_TRIPS)
+    overshoot = summary_ms(watchdog_overshoots(WATCHDOG_TRIPS))
     rows = {
         "pty: DRIVE -> ACK round trip (SerialLink + VirtualMcu)": summary_ms(rtts),
         "pty: send() call (what the control loop pays)": summary_ms(send_costs),
@@ -123,7 +146,11 @@ def run() -> dict[str, object]:
     pty_p50 = rows["pty: DRIVE -> ACK round trip (SerialLink + VirtualMcu)"]["p50_ms"]
     loop_p50 = rows["in-process: DRIVE -> ACK (LoopbackLink + McuCore)"]["p50_ms"]
     wire_ms = (sizes["DRIVE"] + sizes["ACK"]) * 10 / BAUD * 1e3
-    print(f"\n  pty round trip / in-process round trip (p50): {pty_p50 / loop_p50:.1f}x")
+    print(
+        f"\n  watchdog (50 ms) FAULT seen by the host after its timeout, {WATCHDOG_TRIPS} trips: "
+        f"p50 +{overshoot['p50_ms']:.2f} ms, max +{overshoot['max_ms']:.2f} ms"
+    )
+    print(f"  pty round trip / in-process round trip (p50): {pty_p50 / loop_p50:.1f}x")
     print(f"  a real UART at {BAUD} baud adds {wire_ms:.2f} ms of wire time per DRIVE + ACK")
     return {
         "frame_bytes": sizes,
@@ -134,6 +161,7 @@ def run() -> dict[str, object]:
         "codec_encode_drive": rows["codec: encode DRIVE"],
         "codec_parse_ack": rows["codec: parse ACK (streaming parser)"],
         "pty_over_loopback_p50": pty_p50 / loop_p50,
+        "watchdog_overshoot": overshoot,
         "uart_wire_ms_drive_plus_ack": wire_ms,
     }
 

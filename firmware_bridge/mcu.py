@@ -161,6 +161,11 @@ class McuCore:
             return None
         return self._last_valid + self.config.watchdog_ms / 1000.0
 
+    def next_deadline(self) -> float | None:
+        """The earliest time `tick()` has something to do (watchdog or gap timeout); None = nothing."""
+        times = [t for t in (self.watchdog_deadline(), self._parser.expiry()) if t is not None]
+        return min(times) if times else None
+
     # ------------------------------------------------------------------ inputs
     def feed(self, data: bytes, now: float) -> bytes:
         """Bytes received from the host at time `now`; returns the bytes to send back."""

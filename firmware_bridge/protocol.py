@@ -422,6 +422,12 @@ class FrameParser:
         """Bytes of an incomplete candidate frame held back waiting for the rest."""
         return len(self._buf)
 
+    def expiry(self) -> float | None:
+        """The time after which `expire()` discards the held candidate (None when nothing is held)."""
+        if not self._buf or self._last_rx is None:
+            return None
+        return self._last_rx + self._gap_timeout_s
+
     def feed(self, data: bytes, now: float | None = None) -> list[Frame | Rejected]:
         """Add received bytes (arrived at monotonic time `now`; None = no gap timing) and return events."""
         events: list[Frame | Rejected] = []

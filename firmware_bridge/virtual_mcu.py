@@ -5,8 +5,9 @@ symlink that points at the current pty slave (`/dev/pts/N`): `vanish()` closes t
 fail as if the USB adapter were unplugged) and removes the symlink; `reappear()` makes a new pty and points
 the same symlink at it, so a host that reopens `path` finds the microcontroller again.
 
-A thread drives the core: it wakes on every byte from the host and at least every `tick_s` (2 ms) for the
-watchdog, so the watchdog fires within a few ms of its timeout. Fault injection (`set_faults`) drops,
+A thread drives the core: it wakes on every byte from the host, just after the core's next deadline
+(watchdog, gap timeout), and at least every `tick_s`, so the watchdog fires within about a millisecond of
+its timeout (plus the OS's scheduling delay). Fault injection (`set_faults`) drops,
 corrupts or delays bytes, mutes all replies (stop acking) — for tests of the host's fault handling.
 """
 
@@ -107,7 +108,7 @@ class VirtualMcu:
         *,
         link_path: str | Path | None = None,
         seed: int = 0,
-        tick_s: float = 0.002,
+        tick_s: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config or FirmwareConfig()
@@ -286,9 +287,13 @@ class VirtualMcu:
                 action()
             done.set()
         pty = self._pty
-        timeout = self._tick_s
+        with self._lock:
+            deadlines = [t for t in (self._core.next_deadline(),) if t is not None]
         if self._delayed:
-            timeout = max(0.0, min(timeout, self._delayed[0][0] - self._clock()))
+            deadlines.append(self._delayed[0][0])
+        timeout = self._tick_s
+        if deadlines:  # wake just after the next deadline, not on a coarse tick: exact and cheap
+            timeout = max(0.0, min(timeout, min(deadlines) - self._clock() + 0.0002))
         fds = [self._wake_r] + ([pty.master] if pty is not None else [])
         readable, _, _ = select.select(fds, [], [], timeout)
         if self._wake_r in readable:
@@ -301,7 +306,7 @@ class VirtualMcu:
                 data = b""
             except OSError:  # EIO: no slave open at this instant; the pty stays ours
                 data = b""
-                time.sleep(self._tick_s)
+                time.sleep(0.002)
         with self._lock:
             now = self._clock()
             faults = self._faults
