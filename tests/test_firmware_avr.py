@@ -222,15 +222,15 @@ def test_round_trip_drives_the_pwm_pins_and_stop_brakes(emulator: AvrEmulator, h
     assert (ack.state, ack.motor_left, ack.motor_right) == (FirmwareState.DRIVING, 600, 600)
     assert rtt < 0.1
     pins = wait_pins(emulator, lambda p: p.left.permille > 0)
-    assert pins.left == pins.right and pins.left.pwm == 153 and (pins.left.in1, pins.left.in2) == (1, 0)
+    assert pins.left == pins.right and pins.left.duty == 6000 and (pins.left.in1, pins.left.in2) == (1, 0)
     ack = host.ack(Drive(-900))
     assert (ack.result, ack.motor_left) == (AckResult.CLAMPED, -500)
     pins = wait_pins(emulator, lambda p: p.left.permille < 0)
-    assert abs(pins.left.permille - (-500)) <= 2 and pins.right.permille == pins.left.permille
+    assert pins.left.permille == pins.right.permille == -500 and (pins.left.in1, pins.left.in2) == (0, 1)
     ack = host.ack(Stop())
     assert (ack.state, ack.motor_left) == (FirmwareState.ARMED, 0)
     pins = wait_pins(emulator, lambda p: p.left.braking)
-    assert pins.right.braking and pins.left.pwm == 255
+    assert pins.right.braking and pins.left.duty == 10000
 
 
 def test_command_watchdog_stops_in_real_time(emulator: AvrEmulator, host: RawHost) -> None:

@@ -2,9 +2,10 @@
  * avr_pty_harness: run an ATmega328P firmware ELF in simavr and expose its UART0 as a pty.
  *
  *   avr_pty_harness FIRMWARE.elf [--freq HZ] [--baud N] [--pins FILE] [--link PATH] [--free-run]
+ *                                [--control]
  *
  * On start it prints one line to stdout, "PTY <slave path>", then serves until SIGTERM/SIGINT.
- * A host program opens that path like a serial port (pyserial: serial.serial_for_url(path)).
+ * A host program opens that path (or the --link symlink) like a serial port: pyserial, picocom, ...
  *
  * Why our own pty bridge and not simavr's parts/uart_pty (which Debian's libsimavrparts ships):
  *   - uart_pty injects received bytes into the AVR core from its own thread, concurrently with
@@ -15,26 +16,34 @@
  *   - it symlinks a fixed /tmp/simavr-uart0, which concurrent harnesses fight over.
  * This harness does the same job single-threaded: between short slices of emulated execution it
  * moves bytes between the pty master and the UART IRQs (UART_IRQ_INPUT / UART_IRQ_OUTPUT, honouring
- * UART_IRQ_OUT_XOFF), feeding at most one byte per byte-time of the configured baud rate.
+ * UART_IRQ_OUT_XOFF); received bytes enter the UART from a simavr cycle timer, one per byte-time of
+ * the baud rate (10 bits per byte), so even a sleeping firmware receives at the real wire rate.
  *
  * Emulated time versus wall time: simavr runs the core as fast as the host CPU allows, and skips
- * whole sleep periods at once. The firmware's timing (1 kHz tick, command watchdog, AVR hardware
- * watchdog) counts emulated cycles. To make those real-time, this harness paces the emulated clock
- * to the wall clock: when emulated time is ahead of wall time it blocks in ppoll() on the pty until
- * wall time catches up (waking early when the host writes). When the host is too slow to keep up,
- * emulated time falls behind; the harness never skips cycles (that would break the firmware), it
- * counts the lag and reports the worst lag on exit (stderr, "LAG max_ms=..."). --free-run turns
- * pacing off (emulated time then runs as fast as the CPU allows).
+ * whole sleep periods at once. The firmware's timing (1 kHz tick, 250 ms command watchdog, 120 ms
+ * AVR hardware watchdog) counts emulated cycles. To make those real-time, this harness paces the
+ * emulated clock to the wall clock: whenever emulated time is more than 0.5 ms ahead of wall time it
+ * blocks in ppoll() on the pty (waking early when the host writes) until wall time catches up. When
+ * the machine is too slow, emulated time falls behind; the harness never skips cycles (that would
+ * break the firmware), it counts the lag, warns on stderr past 20 ms, and reports the worst lag on
+ * exit ("LAG max_ms=..."). --free-run turns pacing off.
  *
- * --pins FILE appends a line each time the motor driver pins change, read straight from the
- * emulated I/O registers (not from what the firmware reports):
- *   "<emulated_us> <wall_us> L <pwm> <in1> <in2> R <pwm> <in1> <in2> STBY <s>"
- * pwm is the effective duty 0..255 (0 when the output compare pin is disconnected and low, 255
- * when disconnected and high).
+ * --pins FILE appends a line each time the motor driver pins or the firmware state change, read
+ * straight from the emulated I/O registers (not from what the firmware reports over the UART):
+ *   "<emulated_us> <wall_us> L <duty> <in1> <in2> R <duty> <in1> <in2> STBY <s> S <state>"
+ * duty is the effective PWM duty in 1/10000 (0 when the output compare pin is disconnected and low,
+ * 10000 when disconnected and high). state is the firmware's protocol state, which it mirrors into GPIOR1.
  *
- * Fault injection: SIGUSR1 writes 0xA5 to GPIOR0, which the firmware treats as "hang the main loop
- * now" (see firmware main.c), so a test can prove that the AVR hardware watchdog resets a hung
- * firmware into STOP. Nothing on a real board writes GPIOR0.
+ * --control reads commands from stdin, one per line, each answered by "OK ..." or "ERR ..." on stdout:
+ *   faults DROP_RX CORRUPT_RX DROP_TX CORRUPT_TX MUTE SEED   per-byte probabilities on the wire;
+ *                                                           MUTE 1 drops every byte to the host
+ *   vanish                 close the pty and remove the --link path (an unplugged USB adapter)
+ *   reappear REBOOT        a new pty at the --link path; REBOOT 1 also resets the MCU (power cycle)
+ *   hang                   as SIGUSR1, below
+ *   ping                   answers OK
+ * Fault injection on the firmware itself: SIGUSR1 (or "hang") writes 0xA5 to GPIOR0, which the
+ * firmware treats as "hang the main loop now" (see src/main.c), so a test can prove that the AVR
+ * hardware watchdog resets a hung firmware into STOP. Nothing on a real board writes GPIOR0.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -58,15 +67,17 @@
 
 /* ATmega328P data-space addresses (I/O address + 0x20) of the registers we watch. */
 enum {
-	REG_PINB = 0x23, REG_DDRB = 0x24, REG_PORTB = 0x25,
-	REG_PIND = 0x29, REG_DDRD = 0x2A, REG_PORTD = 0x2B,
+	REG_PORTB = 0x25,
+	REG_PORTD = 0x2B,
 	REG_GPIOR0 = 0x3E,
-	REG_TCCR0A = 0x44, REG_OCR0A = 0x47, REG_OCR0B = 0x48,
+	REG_GPIOR1 = 0x4A,
+	REG_TCCR1A = 0x80,
+	REG_ICR1L = 0x86,
+	REG_OCR1AL = 0x88,
+	REG_OCR1BL = 0x8A,
 };
+#define DUTY_SCALE 10000u /* duty reported in hundredths of a percent */
 #define GPIOR0_HANG_MAGIC 0xA5
-
-/* Motor driver wiring; must match firmware/src/board.h. */
-#define PIN_BIT(reg, bit) ((avr->data[(reg)] >> (bit)) & 1u)
 
 #define RX_BUFFER_SIZE 4096
 #define TX_BUFFER_SIZE 8192
@@ -97,19 +108,33 @@ static uint8_t queue_pop(byte_queue_t *q)
 	return b;
 }
 
+/* What happens to bytes on the emulated wire (probabilities per byte, seeded). */
+typedef struct wire_faults_t {
+	double drop_rx, corrupt_rx, drop_tx, corrupt_tx;
+	int mute;
+	uint64_t rng;
+} wire_faults_t;
+
 typedef struct harness_t {
 	avr_t *avr;
-	int master_fd;
-	int slave_fd; /* kept open so the master never sees EIO/HUP while no host has the port open */
+	int master_fd; /* -1 while vanished */
+	int slave_fd;  /* kept open so the master never sees EIO/HUP while no host has the port open */
+	const char *link_path;
 	byte_queue_t rx; /* host -> AVR */
 	byte_queue_t tx; /* AVR -> host */
 	int uart_xoff;
 	avr_irq_t *uart_in;
 	avr_cycle_count_t cycles_per_byte;
+	wire_faults_t faults;
 	FILE *pins_file;
-	char last_pins[128];
+	char last_pins[160];
 	int paced;
-	uint64_t wall_start_us;
+	int control;
+	FILE *control_out;
+	char control_line[256];
+	size_t control_len;
+	uint64_t wall_start_us;   /* wall time at which emulated time was 0 */
+	avr_cycle_count_t last_cycle;
 	uint64_t max_lag_us;
 	uint64_t rx_bytes, tx_bytes;
 } harness_t;
@@ -143,7 +168,26 @@ static void die(const char *fmt, ...)
 	exit(2);
 }
 
-/* simavr's own messages go to stderr so stdout carries only our "PTY" line. */
+/* xorshift64*: a small seeded generator for the wire faults. */
+static double next_random(wire_faults_t *f)
+{
+	f->rng ^= f->rng >> 12;
+	f->rng ^= f->rng << 25;
+	f->rng ^= f->rng >> 27;
+	return (double)((f->rng * 2685821657736338717ull) >> 11) / 9007199254740992.0;
+}
+
+/* Applies drop/corrupt to one byte; returns -1 when the byte is lost. */
+static int wire_byte(wire_faults_t *f, uint8_t byte, double drop, double corrupt)
+{
+	if (drop > 0.0 && next_random(f) < drop)
+		return -1;
+	if (corrupt > 0.0 && next_random(f) < corrupt)
+		byte ^= (uint8_t)(1u << (unsigned)(next_random(f) * 8.0));
+	return byte;
+}
+
+/* simavr's own messages go to stderr so stdout carries only our lines. */
 static void log_to_stderr(avr_t *avr, const int level, const char *fmt, va_list ap)
 {
 	(void)avr;
@@ -162,8 +206,12 @@ static void on_uart_output(struct avr_irq_t *irq, uint32_t value, void *param)
 {
 	(void)irq;
 	harness_t *h = param;
-	queue_push(&h->tx, (uint8_t)value);
 	h->tx_bytes++;
+	if (h->faults.mute || h->master_fd < 0)
+		return;
+	int byte = wire_byte(&h->faults, (uint8_t)value, h->faults.drop_tx, h->faults.corrupt_tx);
+	if (byte >= 0)
+		queue_push(&h->tx, (uint8_t)byte);
 }
 
 static void on_uart_xoff(struct avr_irq_t *irq, uint32_t value, void *param)
@@ -191,33 +239,52 @@ static void connect_uart(harness_t *h)
 	avr_irq_t *out = avr_io_getirq(h->avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT);
 	avr_irq_t *xon = avr_io_getirq(h->avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XON);
 	avr_irq_t *xoff = avr_io_getirq(h->avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XOFF);
-	if (!out || !xon || !xoff)
-		die("the emulated MCU has no UART0 (is the firmware built for the atmega328p?)");
 	h->uart_in = avr_io_getirq(h->avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
+	if (!out || !xon || !xoff || !h->uart_in)
+		die("the emulated MCU has no UART0 (is the firmware built for the atmega328p?)");
 	avr_irq_register_notify(out, on_uart_output, h);
 	avr_irq_register_notify(xon, on_uart_xon, h);
 	avr_irq_register_notify(xoff, on_uart_xoff, h);
 }
 
-static void open_pty(harness_t *h, const char *link_path)
+/* A new pty; with --link the path is re-pointed atomically, so it never names a dead pty. */
+static int open_pty(harness_t *h, char *slave_name, size_t name_size)
 {
-	char slave_name[256];
-	if (openpty(&h->master_fd, &h->slave_fd, slave_name, NULL, NULL) < 0)
-		die("cannot create a pty: %s", strerror(errno));
+	char name[256];
+	if (openpty(&h->master_fd, &h->slave_fd, name, NULL, NULL) < 0) {
+		fprintf(stderr, "avr_pty_harness: cannot create a pty: %s\n", strerror(errno));
+		h->master_fd = h->slave_fd = -1;
+		return -1;
+	}
 	struct termios tio;
 	tcgetattr(h->slave_fd, &tio);
 	cfmakeraw(&tio);
 	tcsetattr(h->slave_fd, TCSANOW, &tio);
 	fcntl(h->master_fd, F_SETFL, fcntl(h->master_fd, F_GETFL) | O_NONBLOCK);
-	if (link_path) {
-		unlink(link_path);
-		if (symlink(slave_name, link_path) != 0)
-			die("cannot create the link %s -> %s: %s", link_path, slave_name, strerror(errno));
+	if (h->link_path) {
+		char tmp[4096];
+		snprintf(tmp, sizeof(tmp), "%s.new", h->link_path);
+		unlink(tmp);
+		if (symlink(name, tmp) != 0 || rename(tmp, h->link_path) != 0) {
+			fprintf(stderr, "avr_pty_harness: cannot link %s -> %s: %s\n", h->link_path, name, strerror(errno));
+			return -1;
+		}
 	}
-	printf("PTY %s\n", slave_name);
-	fflush(stdout);
-	/* From here on stdout carries nothing: a parent that stops reading it must never block us. */
-	dup2(STDERR_FILENO, STDOUT_FILENO);
+	snprintf(slave_name, name_size, "%s", name);
+	return 0;
+}
+
+static void close_pty(harness_t *h)
+{
+	if (h->master_fd >= 0)
+		close(h->master_fd);
+	if (h->slave_fd >= 0)
+		close(h->slave_fd);
+	h->master_fd = h->slave_fd = -1;
+	h->rx.len = 0;
+	h->tx.len = 0;
+	if (h->link_path)
+		unlink(h->link_path);
 }
 
 /* Feeds one received byte into the UART per byte-time, from inside avr_run() at the exact emulated
@@ -225,13 +292,13 @@ static void open_pty(harness_t *h, const char *link_path)
 static avr_cycle_count_t feed_uart(struct avr_t *avr, avr_cycle_count_t when, void *param)
 {
 	harness_t *h = param;
+	(void)avr;
 	if (h->rx.len == 0)
 		return 0;
 	if (!h->uart_xoff) {
 		avr_raise_irq(h->uart_in, queue_pop(&h->rx));
 		h->rx_bytes++;
 	}
-	(void)avr;
 	return h->rx.len > 0 ? when + h->cycles_per_byte : 0;
 }
 
@@ -239,14 +306,19 @@ static avr_cycle_count_t feed_uart(struct avr_t *avr, avr_cycle_count_t when, vo
 static void service_rx(harness_t *h)
 {
 	uint8_t buf[512];
+	if (h->master_fd < 0)
+		return;
 	size_t room = h->rx.size - h->rx.len;
 	while (room > 0) {
 		ssize_t n = read(h->master_fd, buf, room < sizeof(buf) ? room : sizeof(buf));
 		if (n <= 0)
 			break; /* EAGAIN: nothing more for now */
-		for (ssize_t i = 0; i < n; i++)
-			queue_push(&h->rx, buf[i]);
-		room -= (size_t)n;
+		for (ssize_t i = 0; i < n; i++) {
+			int byte = wire_byte(&h->faults, buf[i], h->faults.drop_rx, h->faults.corrupt_rx);
+			if (byte >= 0)
+				queue_push(&h->rx, (uint8_t)byte);
+		}
+		room = h->rx.size - h->rx.len;
 	}
 	if (h->rx.len > 0 && avr_cycle_timer_status(h->avr, feed_uart, h) == 0)
 		avr_cycle_timer_register(h->avr, h->cycles_per_byte, feed_uart, h);
@@ -256,7 +328,7 @@ static void service_rx(harness_t *h)
 static void service_tx(harness_t *h)
 {
 	uint8_t buf[512];
-	while (h->tx.len > 0) {
+	while (h->tx.len > 0 && h->master_fd >= 0) {
 		size_t n = 0;
 		size_t head = h->tx.head;
 		while (n < sizeof(buf) && n < h->tx.len) {
@@ -271,26 +343,39 @@ static void service_tx(harness_t *h)
 	}
 }
 
-static unsigned effective_pwm(const avr_t *avr, unsigned com_shift, unsigned ocr_reg, unsigned port_reg,
-		unsigned bit)
+static unsigned reg16(const avr_t *avr, unsigned low)
 {
-	unsigned com = (avr->data[REG_TCCR0A] >> com_shift) & 3u;
-	if (com == 2u) /* non-inverting fast PWM: duty = OCR/255 (OCR 255 = always high) */
-		return avr->data[ocr_reg];
-	return ((avr->data[port_reg] >> bit) & 1u) ? 255u : 0u;
+	return (unsigned)avr->data[low] | ((unsigned)avr->data[low + 1u] << 8);
 }
 
+/* Timer1 fast PWM (TOP = ICR1): duty = OCR1x / (ICR1 + 1) while the compare output is connected
+ * (non-inverting); otherwise the pin is a plain output at its PORT level. */
+static unsigned effective_duty(const avr_t *avr, unsigned com_shift, unsigned ocr_low, unsigned port_reg,
+		unsigned bit)
+{
+	unsigned com = (avr->data[REG_TCCR1A] >> com_shift) & 3u;
+	if (com == 2u) {
+		unsigned top = reg16(avr, REG_ICR1L) + 1u;
+		unsigned ocr = reg16(avr, ocr_low);
+		return ocr >= top ? DUTY_SCALE : (ocr * DUTY_SCALE + top / 2u) / top;
+	}
+	return ((avr->data[port_reg] >> bit) & 1u) ? DUTY_SCALE : 0u;
+}
+
+#define PIN_BIT(reg, bit) ((unsigned)((avr->data[(reg)] >> (bit)) & 1u))
+
+/* Pins as wired in src/board.h: left PWM OC1A=PB1, AIN1=PD7, AIN2=PB0; right PWM OC1B=PB2,
+ * BIN1=PD4, BIN2=PB4; STBY=PD6. The firmware mirrors its protocol state into GPIOR1. */
 static void service_pins(harness_t *h, uint64_t wall_us)
 {
 	if (!h->pins_file)
 		return;
 	const avr_t *avr = h->avr;
-	char line[128];
-	/* board.h: left PWM OC0A=PD6, AIN1=PD7, AIN2=PB0; right PWM OC0B=PD5, BIN1=PD4, BIN2=PB4; STBY=PB2 */
-	snprintf(line, sizeof(line), "L %u %u %u R %u %u %u STBY %u",
-			effective_pwm(avr, 6, REG_OCR0A, REG_PORTD, 6), PIN_BIT(REG_PORTD, 7), PIN_BIT(REG_PORTB, 0),
-			effective_pwm(avr, 4, REG_OCR0B, REG_PORTD, 5), PIN_BIT(REG_PORTD, 4), PIN_BIT(REG_PORTB, 4),
-			PIN_BIT(REG_PORTB, 2));
+	char line[160];
+	snprintf(line, sizeof(line), "L %u %u %u R %u %u %u STBY %u S %u",
+			effective_duty(avr, 6, REG_OCR1AL, REG_PORTB, 1), PIN_BIT(REG_PORTD, 7), PIN_BIT(REG_PORTB, 0),
+			effective_duty(avr, 4, REG_OCR1BL, REG_PORTB, 2), PIN_BIT(REG_PORTD, 4), PIN_BIT(REG_PORTB, 4),
+			PIN_BIT(REG_PORTD, 6), (unsigned)avr->data[REG_GPIOR1]);
 	if (strcmp(line, h->last_pins) == 0)
 		return;
 	strcpy(h->last_pins, line);
@@ -299,9 +384,88 @@ static void service_pins(harness_t *h, uint64_t wall_us)
 	fflush(h->pins_file);
 }
 
-/* Waits until wall time catches up with emulated time, waking early when the host writes.
- * Returns whether the pty has bytes to read. */
-static int pace(harness_t *h, uint64_t wall_us)
+static void inject_hang(harness_t *h)
+{
+	h->avr->data[REG_GPIOR0] = GPIOR0_HANG_MAGIC;
+	fputs("avr_pty_harness: hang injected (GPIOR0)\n", stderr);
+}
+
+static void reply(harness_t *h, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(h->control_out, fmt, ap);
+	va_end(ap);
+	fputc('\n', h->control_out);
+	fflush(h->control_out);
+}
+
+static void run_command(harness_t *h, char *line)
+{
+	char name[32] = "";
+	sscanf(line, "%31s", name);
+	if (strcmp(name, "ping") == 0) {
+		reply(h, "OK ping");
+	} else if (strcmp(name, "faults") == 0) {
+		wire_faults_t f = { 0 };
+		unsigned long long seed = 0;
+		if (sscanf(line, "faults %lf %lf %lf %lf %d %llu", &f.drop_rx, &f.corrupt_rx, &f.drop_tx, &f.corrupt_tx,
+				&f.mute, &seed) != 6) {
+			reply(h, "ERR usage: faults DROP_RX CORRUPT_RX DROP_TX CORRUPT_TX MUTE SEED");
+			return;
+		}
+		f.rng = seed * 0x9E3779B97F4A7C15ull + 1u;
+		h->faults = f;
+		reply(h, "OK faults");
+	} else if (strcmp(name, "vanish") == 0) {
+		close_pty(h);
+		reply(h, "OK vanish");
+	} else if (strcmp(name, "reappear") == 0) {
+		int reboot = 1;
+		sscanf(line, "reappear %d", &reboot);
+		if (h->master_fd < 0) {
+			if (reboot) {
+				avr_reset(h->avr);
+				fputs("avr_pty_harness: MCU reset (power cycle)\n", stderr);
+			}
+			char name_buf[256];
+			if (open_pty(h, name_buf, sizeof(name_buf)) != 0) {
+				reply(h, "ERR cannot create a pty");
+				return;
+			}
+			reply(h, "OK reappear %s", name_buf);
+		} else {
+			reply(h, "OK reappear (still there)");
+		}
+	} else if (strcmp(name, "hang") == 0) {
+		inject_hang(h);
+		reply(h, "OK hang");
+	} else {
+		reply(h, "ERR unknown command '%s'", name);
+	}
+}
+
+static void service_control(harness_t *h)
+{
+	char buf[256];
+	ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+	if (n == 0) { /* the parent closed our stdin: it is gone, so are we */
+		stop_requested = 1;
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++) {
+		if (buf[i] == '\n') {
+			h->control_line[h->control_len] = '\0';
+			run_command(h, h->control_line);
+			h->control_len = 0;
+		} else if (h->control_len + 1 < sizeof(h->control_line)) {
+			h->control_line[h->control_len++] = buf[i];
+		}
+	}
+}
+
+/* Waits until wall time catches up with emulated time, waking early for host bytes or commands. */
+static void pace_and_poll(harness_t *h, uint64_t wall_us)
 {
 	uint64_t wall_elapsed = wall_us - h->wall_start_us;
 	uint64_t emu = emulated_us(h);
@@ -317,26 +481,31 @@ static int pace(harness_t *h, uint64_t wall_us)
 			h->max_lag_us = lag;
 	}
 	struct timespec timeout = { (time_t)(wait_us / 1000000u), (long)(wait_us % 1000000u) * 1000L };
-	struct pollfd pfd = { .fd = h->master_fd, .events = POLLIN };
-	if (h->tx.len > 0)
-		pfd.events |= POLLOUT;
-	if (ppoll(&pfd, 1, &timeout, NULL) <= 0)
-		return 0;
-	return (pfd.revents & POLLIN) != 0;
+	struct pollfd pfd[2] = {
+		{ .fd = h->master_fd, .events = (short)(POLLIN | (h->tx.len > 0 ? POLLOUT : 0)) },
+		{ .fd = h->control ? STDIN_FILENO : -1, .events = POLLIN },
+	};
+	if (ppoll(pfd, 2, &timeout, NULL) <= 0)
+		return;
+	if (pfd[0].revents & POLLIN)
+		service_rx(h);
+	if (pfd[1].revents & (POLLIN | POLLHUP))
+		service_control(h);
 }
 
 static void usage(void)
 {
 	fputs("usage: avr_pty_harness FIRMWARE.elf [--freq HZ] [--baud N] [--pins FILE] [--link PATH] "
-			"[--free-run]\n", stderr);
+			"[--free-run] [--control]\n", stderr);
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	const char *elf_path = NULL, *pins_path = NULL, *link_path = NULL;
+	const char *elf_path = NULL, *pins_path = NULL;
+	static harness_t h;
 	unsigned long freq = 16000000ul, baud = 115200ul;
-	int paced = 1;
+	h.paced = 1;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--freq") && i + 1 < argc)
 			freq = strtoul(argv[++i], NULL, 10);
@@ -345,9 +514,11 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--pins") && i + 1 < argc)
 			pins_path = argv[++i];
 		else if (!strcmp(argv[i], "--link") && i + 1 < argc)
-			link_path = argv[++i];
+			h.link_path = argv[++i];
 		else if (!strcmp(argv[i], "--free-run"))
-			paced = 0;
+			h.paced = 0;
+		else if (!strcmp(argv[i], "--control"))
+			h.control = 1;
 		else if (argv[i][0] == '-' || elf_path)
 			usage();
 		else
@@ -367,11 +538,10 @@ int main(int argc, char **argv)
 	strcpy(fw.mmcu, "atmega328p");
 	fw.frequency = (uint32_t)freq;
 
-	static harness_t h;
-	uint8_t rx_storage[RX_BUFFER_SIZE], tx_storage[TX_BUFFER_SIZE];
+	static uint8_t rx_storage[RX_BUFFER_SIZE], tx_storage[TX_BUFFER_SIZE];
 	h.rx = (byte_queue_t){ rx_storage, sizeof(rx_storage), 0, 0 };
 	h.tx = (byte_queue_t){ tx_storage, sizeof(tx_storage), 0, 0 };
-	h.paced = paced;
+	h.master_fd = h.slave_fd = -1;
 	h.avr = avr_make_mcu_by_name(fw.mmcu);
 	if (!h.avr)
 		die("simavr does not know the %s", fw.mmcu);
@@ -386,7 +556,19 @@ int main(int argc, char **argv)
 	if (pins_path && !(h.pins_file = fopen(pins_path, "a")))
 		die("cannot open the pin trace file %s: %s", pins_path, strerror(errno));
 	connect_uart(&h);
-	open_pty(&h, link_path);
+	char slave_name[256];
+	if (open_pty(&h, slave_name, sizeof(slave_name)) != 0)
+		die("cannot create the pty");
+	/* stdout keeps only our lines (the PTY line, control answers); simavr's chatter goes to stderr, so a
+	 * parent that stops reading stdout never blocks us */
+	int out_fd = dup(STDOUT_FILENO);
+	dup2(STDERR_FILENO, STDOUT_FILENO);
+	h.control_out = fdopen(out_fd, "w");
+	if (!h.control_out)
+		die("cannot reopen stdout: %s", strerror(errno));
+	if (h.control)
+		fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
+	reply(&h, "PTY %s", slave_name);
 
 	struct sigaction sa = { 0 };
 	sa.sa_handler = on_stop_signal;
@@ -402,22 +584,23 @@ int main(int argc, char **argv)
 		avr_cycle_count_t slice_end = h.avr->cycle + slice_cycles;
 		while (h.avr->cycle < slice_end && state != cpu_Done && state != cpu_Crashed)
 			state = avr_run(h.avr);
+		uint64_t now = monotonic_us();
+		if (h.avr->cycle < h.last_cycle) /* a reset restarted the cycle counter: keep pacing continuous */
+			h.wall_start_us = now - emulated_us(&h);
+		h.last_cycle = h.avr->cycle;
 		if (hang_requested) {
 			hang_requested = 0;
-			h.avr->data[REG_GPIOR0] = GPIOR0_HANG_MAGIC;
-			fputs("avr_pty_harness: hang injected (GPIOR0)\n", stderr);
+			inject_hang(&h);
 		}
-		uint64_t now = monotonic_us();
+		service_pins(&h, now); /* before the replies go out: the trace is never behind the ACKs */
 		service_tx(&h);
-		service_pins(&h, now);
-		if (pace(&h, now))
-			service_rx(&h);
+		pace_and_poll(&h, now);
 	}
 	service_tx(&h);
 	fprintf(stderr, "avr_pty_harness: stopped (state %d) after %.3f s emulated; rx %llu tx %llu bytes; "
 			"LAG max_ms=%.1f\n", state, (double)emulated_us(&h) / 1e6, (unsigned long long)h.rx_bytes,
 			(unsigned long long)h.tx_bytes, (double)h.max_lag_us / 1000.0);
-	if (link_path)
-		unlink(link_path);
+	if (h.link_path)
+		unlink(h.link_path);
 	return state == cpu_Crashed ? 1 : 0;
 }

@@ -11,13 +11,33 @@
 
 #include "protocol.h"
 
+/* The constants VERSION reports (PROTOCOL.md §6). The release build uses these defaults; the Makefile's
+ * FW_DEFS overrides them for bench/test variants (e.g. FW_DEFS="-DWATCHDOG_MS=100"). */
+#ifndef FIRMWARE_MAJOR
 #define FIRMWARE_MAJOR 1u
+#endif
+#ifndef FIRMWARE_MINOR
 #define FIRMWARE_MINOR 0u
+#endif
+#ifndef FIRMWARE_PATCH
 #define FIRMWARE_PATCH 0u
-#define WATCHDOG_MS 250u
+#endif
+#ifndef WATCHDOG_MS
+#define WATCHDOG_MS 250u /* 0 disables the command watchdog: bench builds only, the host refuses it */
+#endif
+#ifndef SPEED_MIN
 #define SPEED_MIN (-500)
+#endif
+#ifndef SPEED_MAX
 #define SPEED_MAX 1000
+#endif
+#ifndef DISCARD_FAULT_INTERVAL_MS
 #define DISCARD_FAULT_INTERVAL_MS 50u
+#endif
+
+#if SPEED_MIN > 0 || SPEED_MIN < -1000 || SPEED_MAX < 0 || SPEED_MAX > 1000
+#error "need -1000 <= SPEED_MIN <= 0 <= SPEED_MAX <= 1000"
+#endif
 
 typedef enum {
 	STATE_DISARMED = 0,

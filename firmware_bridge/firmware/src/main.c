@@ -23,6 +23,9 @@
  * which reads 0 after reset; the same ELF is flashed and emulated. */
 #define GPIOR0_HANG_MAGIC 0xA5u
 
+/* The firmware mirrors its protocol state into GPIOR1 (one `out` instruction) so the emulator harness
+ * can report it without asking over the UART; on a real board nothing reads it. */
+
 /* Reset cause, saved before the C runtime starts (MCUSR must be cleared and the watchdog disabled
  * early: after a watchdog reset it stays enabled at its shortest period). */
 uint8_t reset_cause __attribute__((section(".noinit")));
@@ -74,6 +77,7 @@ int main(void)
 			last_tick = now;
 			controller_tick(&controller, now);
 		}
+		GPIOR1 = (uint8_t)controller.state;
 		if (GPIOR0 == GPIOR0_HANG_MAGIC) {
 			for (;;) {
 				/* simulated hang: interrupts keep running, the hardware watchdog is no longer petted */

@@ -1,4 +1,4 @@
-/* Dual H-bridge output (TB6612FNG / L298N) on Timer0 fast PWM; pins in board.h. */
+/* Dual H-bridge output (TB6612FNG / L298N) on Timer1 fast PWM (8 kHz, 2000 steps); pins in board.h. */
 #ifndef MOTOR_H
 #define MOTOR_H
 
