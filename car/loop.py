@@ -307,8 +307,11 @@ class ControlLoop:
         s.last_record = record
 
     # -- the whole drive -----------------------------------------------------------------------------------
-    def run(self, duration_s: float | None = None) -> RunSummary:
-        """Tick until the duration passes, a finite source ends, a stop is requested or something breaks.
+    def run(
+        self, duration_s: float | None = None, until: Callable[[DriveRecord], str | None] | None = None
+    ) -> RunSummary:
+        """Tick until the duration passes, a finite source ends, a stop is requested, `until(record)` gives
+        a reason to end, or something breaks.
 
         Whatever ends the drive, the last thing sent is a STOP (recorded in the log).
         """
@@ -321,7 +324,11 @@ class ControlLoop:
                 if duration > 0 and self.clock.now() - start >= duration:
                     end_reason = "duration"
                     break
-                self.tick()
+                record = self.tick()
+                reason = until(record) if until is not None else None
+                if reason is not None:
+                    end_reason = reason
+                    break
                 if self._stop_requested.is_set():
                     end_reason = self._stop_request_reason or "stop requested"
                     break

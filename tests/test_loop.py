@@ -24,8 +24,8 @@ _BUNDLES: dict[str, Path] = {}
 
 
 def tiny_bundle(root: Path, kind: str) -> Path:
-    """A small EdgeNet bundle, built once per test session: "always_go" (P(STOP) ≈ 0.02 on every frame) or
-    "random" (seeded random weights: outputs vary from frame to frame, so decisions change)."""
+    """A small EdgeNet bundle, built once per test session: "always_go" (P(STOP) ≈ 0.02 on every frame),
+    "always_stop" (P(STOP) ≈ 0.98) or "random" (seeded random weights: outputs vary from frame to frame)."""
     if kind in _BUNDLES:
         return _BUNDLES[kind]
     import torch
@@ -37,9 +37,9 @@ def tiny_bundle(root: Path, kind: str) -> Path:
     net = EdgeNet()
     last = net.classifier[-2]
     with torch.no_grad():
-        if kind == "always_go":
+        if kind in ("always_go", "always_stop"):
             last.weight.zero_()
-            last.bias.copy_(torch.tensor([4.0, -4.0]))
+            last.bias.copy_(torch.tensor([4.0, -4.0] if kind == "always_go" else [-4.0, 4.0]))
         else:
             last.weight.mul_(40.0)
     path = root / kind
@@ -51,7 +51,7 @@ def tiny_bundle(root: Path, kind: str) -> Path:
 @pytest.fixture(scope="session")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bundles")
-    return {kind: tiny_bundle(root, kind) for kind in ("always_go", "random")}
+    return {kind: tiny_bundle(root, kind) for kind in ("always_go", "always_stop", "random")}
 
 
 def sim_config(bundle: Path, *overrides: str) -> CarConfig:

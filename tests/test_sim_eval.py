@@ -1,0 +1,71 @@
+"""Closed-loop evaluation: the same loop, policy and firmware core on a simulated clock, judged by the world.
+
+Tiny stand-in networks make the outcomes certain (one that always says GO collides with a can on the path;
+one that always says STOP never moves: a false stop); the shipped network must pass a short evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from car import sim_eval
+from car.config import CarConfig, with_overrides
+from car.errors import CarError
+from car.sim_eval import EvalSettings, evaluate
+from tests.test_loop import bundles  # noqa: F401  (the fixture is used by name)
+from vision.bundle import DEFAULT_BUNDLE
+
+
+def config_for(bundle: Path) -> CarConfig:
+    return with_overrides(CarConfig(), [f"model.bundle={bundle}"])
+
+
+def test_always_go_collides_with_a_can_on_the_path(bundles: dict[str, Path]) -> None:  # noqa: F811
+    report = evaluate(EvalSettings(runs=2, seed=3, kinds=("can_path",)), config_for(bundles["always_go"]))
+    assert report.runs == 2 and report.collisions == 2
+    assert report.false_stops == 0 and report.stop_distance_p50 is None
+    for outcome in report.outcomes:
+        assert outcome.kind == "can_path" and outcome.can_in_path
+        assert outcome.can_start_m is not None and 0.9 <= outcome.can_start_m <= 2.6
+        # it drove the whole way at 0.5 of 0.5 m/s: the simulated time matches the distance
+        assert outcome.sim_seconds == pytest.approx(outcome.can_start_m / 0.25, rel=0.1, abs=0.3)
+
+
+def test_always_stop_is_a_false_stop_and_runs_are_deterministic(bundles: dict[str, Path]) -> None:  # noqa: F811
+    settings = EvalSettings(runs=3, seed=5, kinds=("empty", "dark_mat"))
+    first = evaluate(settings, config_for(bundles["always_stop"]))
+    assert first.false_stops == 3 and first.collisions == 0 and first.false_stop_rate == 1.0
+    again = evaluate(settings, config_for(bundles["always_stop"]))
+    assert again.outcomes == first.outcomes
+
+
+def run_command(argv: list[str]) -> int:
+    """`car sim eval ARGV` as car/commands/sim.py runs it: this module's add_arguments + run."""
+    parser = argparse.ArgumentParser(prog="car sim eval")
+    sim_eval.add_arguments(parser)
+    return sim_eval.run(parser.parse_args(argv))
+
+
+def test_command_json_keys(bundles: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    model = str(bundles["always_stop"])
+    assert run_command(["--runs", "1", "--kinds", "empty", "--model", model, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {"runs", "collisions", "false_stops", "stop_distance_p50"} <= set(doc)
+    assert doc["runs"] == 1 and doc["false_stops"] == 1
+    with pytest.raises(CarError, match="no_such_kind"):
+        run_command(["--runs", "1", "--kinds", "no_such_kind", "--model", model])
+    with pytest.raises(CarError, match="--runs 0"):
+        run_command(["--runs", "0", "--model", model])
+
+
+@pytest.mark.skipif(
+    not (DEFAULT_BUNDLE / "manifest.json").exists(), reason="the shipped bundle is not built yet"
+)
+def test_shipped_model_short_closed_loop_evaluation() -> None:
+    report = evaluate(EvalSettings(runs=6, seed=1), CarConfig())
+    assert report.collisions == 0
+    assert report.false_stops <= 1
