@@ -125,6 +125,8 @@ typedef struct harness_t {
 	int uart_xoff;
 	avr_irq_t *uart_in;
 	avr_cycle_count_t cycles_per_byte;
+	avr_cycle_count_t last_tx_cycle;
+	int tx_blocked; /* the pty was full at the last write: wait for POLLOUT */
 	wire_faults_t faults;
 	FILE *pins_file;
 	char last_pins[160];
@@ -207,6 +209,7 @@ static void on_uart_output(struct avr_irq_t *irq, uint32_t value, void *param)
 	(void)irq;
 	harness_t *h = param;
 	h->tx_bytes++;
+	h->last_tx_cycle = h->avr->cycle;
 	if (h->faults.mute || h->master_fd < 0)
 		return;
 	int byte = wire_byte(&h->faults, (uint8_t)value, h->faults.drop_tx, h->faults.corrupt_tx);
@@ -324,10 +327,16 @@ static void service_rx(harness_t *h)
 		avr_cycle_timer_register(h->avr, h->cycles_per_byte, feed_uart, h);
 }
 
-/* AVR -> host. A full pty (nobody reading) keeps the bytes until the queue overflows. */
-static void service_tx(harness_t *h)
+/* AVR -> host, written when the UART has been idle for two byte-times (or 64 bytes are waiting): a
+ * frame reaches the pty in one write. Written byte by byte as the emulated UART sends them, a frame could
+ * be split by the harness being descheduled for longer than the host's 20 ms gap timeout on a loaded
+ * machine, which a real wire never does. A full pty (nobody reading) keeps the bytes until the queue
+ * overflows. */
+static void service_tx(harness_t *h, int force)
 {
 	uint8_t buf[512];
+	if (!force && h->tx.len < 64u && h->avr->cycle - h->last_tx_cycle < 2u * h->cycles_per_byte)
+		return;
 	while (h->tx.len > 0 && h->master_fd >= 0) {
 		size_t n = 0;
 		size_t head = h->tx.head;
@@ -336,6 +345,7 @@ static void service_tx(harness_t *h)
 			head = (head + 1) % h->tx.size;
 		}
 		ssize_t written = write(h->master_fd, buf, n);
+		h->tx_blocked = written <= 0;
 		if (written <= 0)
 			return;
 		h->tx.head = (h->tx.head + (size_t)written) % h->tx.size;
@@ -482,7 +492,7 @@ static void pace_and_poll(harness_t *h, uint64_t wall_us)
 	}
 	struct timespec timeout = { (time_t)(wait_us / 1000000u), (long)(wait_us % 1000000u) * 1000L };
 	struct pollfd pfd[2] = {
-		{ .fd = h->master_fd, .events = (short)(POLLIN | (h->tx.len > 0 ? POLLOUT : 0)) },
+		{ .fd = h->master_fd, .events = (short)(POLLIN | (h->tx_blocked ? POLLOUT : 0)) },
 		{ .fd = h->control ? STDIN_FILENO : -1, .events = POLLIN },
 	};
 	if (ppoll(pfd, 2, &timeout, NULL) <= 0)
@@ -593,10 +603,10 @@ int main(int argc, char **argv)
 			inject_hang(&h);
 		}
 		service_pins(&h, now); /* before the replies go out: the trace is never behind the ACKs */
-		service_tx(&h);
+		service_tx(&h, 0);
 		pace_and_poll(&h, now);
 	}
-	service_tx(&h);
+	service_tx(&h, 1);
 	fprintf(stderr, "avr_pty_harness: stopped (state %d) after %.3f s emulated; rx %llu tx %llu bytes; "
 			"LAG max_ms=%.1f\n", state, (double)emulated_us(&h) / 1e6, (unsigned long long)h.rx_bytes,
 			(unsigned long long)h.tx_bytes, (double)h.max_lag_us / 1000.0);
