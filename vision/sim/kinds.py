@@ -35,6 +35,35 @@ from vision.sim.scene import RGB, Box, CarPose, Cylinder, FloorLook, Lighting, M
 from vision.sim.textures import FLOOR_TEXTURES, VARIANTS
 
 
+class Draws:
+    """Uniform and normal variates taken from a Generator in blocks of 256: a scene needs ~100 draws,
+    and one numpy call per draw would cost more than rendering the floor. Deterministic in the generator."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._uniform: list[float] = []
+        self._normal: list[float] = []
+
+    def random(self) -> float:
+        if not self._uniform:
+            self._uniform = self._rng.random(256).tolist()
+        return self._uniform.pop()
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * self.random()
+
+    def normal(self, mean: float = 0.0, sd: float = 1.0) -> float:
+        if not self._normal:
+            self._normal = self._rng.standard_normal(256).tolist()
+        return mean + sd * self._normal.pop()
+
+    def integers(self, low: int, high: int | None = None) -> int:
+        """An int in [low, high), or in [0, low) when `high` is None (like numpy's)."""
+        if high is None:
+            low, high = 0, low
+        return low + min(int(self.random() * (high - low)), high - low - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class DatasetGaps:
     """Margins between the STOP and GO placements of generated frames (metres)."""
@@ -93,28 +122,28 @@ WALL_COLOURS: tuple[RGB, ...] = (
 )
 
 
-def _jitter(rng: np.random.Generator, colour: RGB, amount: float) -> RGB:
+def _jitter(rng: Draws, colour: RGB, amount: float) -> RGB:
     lo, hi = 1 - amount, 1 + amount
     r, g, b = (min(max(c * float(rng.uniform(lo, hi)), 0.0), 1.0) for c in colour)
     return (r, g, b)
 
 
-def _grey(rng: np.random.Generator, low: float, high: float, tint: float = 0.08) -> RGB:
+def _grey(rng: Draws, low: float, high: float, tint: float = 0.08) -> RGB:
     v = rng.uniform(low, high)
     r, g, b = (float(v * rng.uniform(1 - tint, 1 + tint)) for _ in range(3))
     return (r, g, b)
 
 
-def _side(rng: np.random.Generator) -> float:
+def _side(rng: Draws) -> float:
     return 1.0 if rng.random() < 0.5 else -1.0
 
 
-def _bright_colour(rng: np.random.Generator) -> RGB:
-    r, g, b = (float(c) for c in rng.uniform(0.25, 0.95, size=3))
+def _bright_colour(rng: Draws) -> RGB:
+    r, g, b = rng.uniform(0.25, 0.95), rng.uniform(0.25, 0.95), rng.uniform(0.25, 0.95)
     return (r, g, b)
 
 
-def _dark_colour(rng: np.random.Generator) -> RGB:
+def _dark_colour(rng: Draws) -> RGB:
     return _grey(rng, 0.03, 0.14, tint=0.25)
 
 
@@ -122,7 +151,7 @@ def _dark_colour(rng: np.random.Generator) -> RGB:
 class _Builder:
     """Accumulates a scene's objects in the car's frame (lateral, forward) and converts to world."""
 
-    rng: np.random.Generator
+    rng: Draws
     config: WorldConfig
     start: CarPose
     wall_forward: float
@@ -191,7 +220,7 @@ class _Builder:
 
 
 # -- the room -------------------------------------------------------------------------------------
-def _floor(rng: np.random.Generator) -> FloorLook:
+def _floor(rng: Draws) -> FloorLook:
     names = tuple(FLOOR_TEXTURES)
     texture = names[int(rng.integers(len(names)))]
     tint = _jitter(rng, FLOOR_PALETTES[texture][int(rng.integers(len(FLOOR_PALETTES[texture])))], 0.15)
@@ -206,7 +235,7 @@ def _floor(rng: np.random.Generator) -> FloorLook:
     )
 
 
-def _lighting(rng: np.random.Generator) -> Lighting:
+def _lighting(rng: Draws) -> Lighting:
     warm = rng.uniform(-0.12, 0.12)
     return Lighting(
         exposure=float(math.exp(rng.normal(0.2, 0.22))),
@@ -219,7 +248,7 @@ def _lighting(rng: np.random.Generator) -> Lighting:
         white_balance=(1.0 + warm, 1.0, 1.0 - warm),
         noise_sigma=float(rng.uniform(0.005, 0.03)),
         blur_sigma=float(rng.uniform(0.0, 1.0)),
-        jpeg_quality=int(rng.integers(35, 90)) if rng.random() < 0.25 else None,
+        jpeg_quality=int(rng.integers(35, 90)) if rng.random() < 0.2 else None,
     )
 
 
@@ -257,8 +286,8 @@ def _clutter(b: _Builder, dark_share: float) -> None:
     def colour() -> RGB:
         return _dark_colour(rng) if rng.random() < dark_share else _bright_colour(rng)
 
-    for _ in range(int(rng.integers(0, 4))):
-        _furniture(b, rng.uniform(-2.0, 2.0), b.wall_forward - rng.uniform(0.3, 0.7), colour())
+    for _ in range(int(rng.integers(0, 3))):
+        _furniture(b, rng.uniform(-1.6, 1.6), b.wall_forward - rng.uniform(0.3, 0.7), colour())
     for _ in range(int(rng.integers(0, 3))):
         side = _side(rng)
         lateral = side * (half + rng.uniform(0.35, 1.2))
@@ -272,7 +301,7 @@ def _clutter(b: _Builder, dark_share: float) -> None:
         )
 
 
-def _ahead(placement: Placement, low: float, high: float, rng: np.random.Generator) -> float:
+def _ahead(placement: Placement, low: float, high: float, rng: Draws) -> float:
     lo, hi = placement.ahead if placement.ahead is not None else (low, high)
     return float(rng.uniform(lo, hi))
 
@@ -404,7 +433,7 @@ SCENE_KINDS: Mapping[str, SceneKind] = {
 HARD_NEGATIVE_KINDS = ("dark_mat", "shadow", "dark_object_side", "dark_background")
 
 
-def pick_kind(rng: np.random.Generator, weights: Mapping[str, float] | None = None) -> str:
+def pick_kind(rng: np.random.Generator | Draws, weights: Mapping[str, float] | None = None) -> str:
     """Draw a kind name by the default mix (or by `weights`, kind name → weight)."""
     table = weights if weights is not None else {name: kind.weight for name, kind in SCENE_KINDS.items()}
     names = list(table)
@@ -423,31 +452,32 @@ def sample_scene(
     config = config or WorldConfig()
     placement = placement or Placement()
     name = kind if kind is not None else pick_kind(rng)
+    draws = Draws(rng)
     if name not in SCENE_KINDS:
         raise VisionError(f"scene kind {name!r} is unknown; choose from {sorted(SCENE_KINDS)}")
     spec = SCENE_KINDS[name]
     if placement.ahead is None:
-        start = CarPose(float(rng.normal(0, 0.02)), 0.0, float(rng.normal(0, math.radians(2.0))))
-        wall_forward = float(rng.uniform(1.0, 5.0))
+        start = CarPose(float(draws.normal(0, 0.02)), 0.0, float(draws.normal(0, math.radians(2.0))))
+        wall_forward = float(draws.uniform(1.0, 5.0))
     else:
         start = CarPose(0.0, 0.0, 0.0)
-        wall_forward = config.track_length_m + float(rng.uniform(0.6, 3.0))
-    builder = _Builder(rng, config, start, wall_forward)
+        wall_forward = config.track_length_m + float(draws.uniform(0.6, 3.0))
+    builder = _Builder(draws, config, start, wall_forward)
     spec.fill(builder, placement)
-    wall_tint = WALL_COLOURS[int(rng.integers(len(WALL_COLOURS)))]
-    if rng.random() < spec.wall_dark_chance:
-        wall_tint = _dark_colour(rng)
-    wall = WallLook(start.z + wall_forward, int(rng.integers(VARIANTS)), _jitter(rng, wall_tint, 0.1))
+    wall_tint = WALL_COLOURS[int(draws.integers(len(WALL_COLOURS)))]
+    if draws.random() < spec.wall_dark_chance:
+        wall_tint = _dark_colour(draws)
+    wall = WallLook(start.z + wall_forward, int(draws.integers(VARIANTS)), _jitter(draws, wall_tint, 0.1))
     assert builder.cylinders is not None and builder.boxes is not None
     assert builder.mats is not None and builder.shadows is not None
     return Scene(
         kind=name,
         start=start,
-        camera_height_m=config.camera_height_m * float(rng.uniform(0.92, 1.08)),
-        camera_tilt_deg=config.camera_tilt_deg + float(rng.normal(0, 1.5)),
-        floor=_floor(rng),
+        camera_height_m=config.camera_height_m * float(draws.uniform(0.95, 1.05)),
+        camera_tilt_deg=config.camera_tilt_deg + float(draws.normal(0, 1.0)),
+        floor=_floor(draws),
         wall=wall,
-        lighting=_lighting(rng),
+        lighting=_lighting(draws),
         can=builder.can,
         cylinders=tuple(builder.cylinders),
         boxes=tuple(builder.boxes),

@@ -31,6 +31,8 @@ from vision.sim.textures import (
 )
 
 NEAR_M = 0.01
+SHADOW_RANGE_M = 3.0
+"""Objects farther than this from the camera cast no shadow (a few pixels at most)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,9 @@ class CameraPose:
     right: np.ndarray
     down: np.ndarray
     forward: np.ndarray
+    to_camera_matrix: np.ndarray
+    floats: tuple[float, ...]
+    """centre, right, down, forward as 12 Python floats (for per-object maths without numpy overhead)."""
 
     @classmethod
     def from_car(
@@ -61,11 +66,14 @@ class CameraPose:
         right = math.cos(roll) * right_car + math.sin(roll) * down
         down_rolled = -math.sin(roll) * right_car + math.cos(roll) * down
         centre = np.array([pose.x, height, pose.z])
-        return cls(centre, right, down_rolled, forward)
+        floats = tuple(float(v) for v in (*centre, *right, *down_rolled, *forward))
+        return cls(
+            centre, right, down_rolled, forward, np.stack([right, down_rolled, forward], axis=1), floats
+        )
 
     def to_camera(self, points: np.ndarray) -> np.ndarray:
         """World points (N×3) → camera coordinates (N×3: right, down, forward)."""
-        return (points - self.centre) @ np.stack([self.right, self.down, self.forward], axis=1)
+        return (points - self.centre) @ self.to_camera_matrix
 
     def in_view(self, x: float, z: float, reach: float, tan_half_fov: float) -> bool:
         """Could anything within `reach` of floor point (x, z) (up to 1 m tall) be in the picture?"""
@@ -91,7 +99,7 @@ class _FloorGeometry:
     band: np.ndarray | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Canvas:
     """What object drawing needs of the frame being rendered."""
 
@@ -100,6 +108,7 @@ class _Canvas:
     cam: CameraPose
     lighting: Lighting
     light: np.ndarray
+    can_drawn: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +189,7 @@ class Renderer:
         if floor is not None:
             for mat in scene.mats:
                 self._draw_mat(img, cam, floor, mat)
-            for shadow in (*scene.shadows, *self._object_shadows(scene, light)):
+            for shadow in (*scene.shadows, *self._object_shadows(scene, light, cam)):
                 if cam.in_view(shadow.x, shadow.z, max(shadow.width, shadow.depth), self.tan_half):
                     self._shade_floor(img, cam, floor, shadow)
         can_mask = np.zeros((self.size, self.size), dtype=bool)
@@ -289,14 +298,37 @@ class Renderer:
                 img[ch, band] = np.where(geo.band, floor[:lo] * np.float32(floor_tint[ch]), img[ch, band])
         return img, geo
 
+    def _floor_square_window(
+        self, cam: CameraPose, x: float, z: float, reach: float
+    ) -> tuple[slice, slice] | None:
+        """Pixel window of the floor square of half-side `reach` around (x, z); plain floats (4 points are
+        cheaper in Python than in numpy)."""
+        cx, cy, cz = cam.floats[0:3]
+        rx, ry, rz, dx, dy, dz, fx, fy, fz = cam.floats[3:12]
+        us: list[float] = []
+        vs: list[float] = []
+        for px in (x - reach, x + reach):
+            for pz in (z - reach, z + reach):
+                ox, oy, oz = px - cx, -cy, pz - cz
+                depth = ox * fx + oy * fy + oz * fz
+                if depth <= NEAR_M:
+                    return (slice(0, self.size), slice(0, self.size))
+                us.append((ox * rx + oy * ry + oz * rz) / depth)
+                vs.append((ox * dx + oy * dy + oz * dz) / depth)
+        centre = (self.size - 1) / 2
+        f = self.focal
+        u0 = max(math.floor(min(us) * f + centre) - 2, 0)
+        u1 = min(math.ceil(max(us) * f + centre) + 3, self.size)
+        v0 = max(math.floor(min(vs) * f + centre) - 2, 0)
+        v1 = min(math.ceil(max(vs) * f + centre) + 3, self.size)
+        if u0 >= u1 or v0 >= v1:
+            return None
+        return slice(v0, v1), slice(u0, u1)
+
     def _floor_window(
         self, cam: CameraPose, geo: _FloorGeometry, x: float, z: float, reach: float
     ) -> tuple[slice, slice] | None:
-        corners = np.array(
-            [[x + sx * reach, 0.0, z + sz * reach] for sx in (-1, 1) for sz in (-1, 1)], dtype=np.float64
-        )
-        uv, depth = self.project(cam, corners)
-        window = self._bbox(uv, depth)
+        window = self._floor_square_window(cam, x, z, reach)
         if window is None:
             return None
         rows, cols = window
@@ -351,7 +383,7 @@ class Renderer:
         for ch in range(3):
             img[ch, rows, cols] = img[ch, rows, cols] * keep + cover * np.float32(mat.colour[ch])
 
-    def _object_shadows(self, scene: Scene, light: np.ndarray) -> list[Shadow]:
+    def _object_shadows(self, scene: Scene, light: np.ndarray, cam: CameraPose | None = None) -> list[Shadow]:
         """Soft contact/cast shadows of every object standing on the floor, away from the light."""
         strength = scene.lighting.shadow_strength
         lx, lz = -light[0], -light[2]
@@ -363,6 +395,8 @@ class Renderer:
         cylinders = list(scene.cylinders) + ([scene.can] if scene.can is not None else [])
         for cyl in cylinders:
             length = min(cyl.height * reach, 0.4)
+            if cam is not None and _distance(cam, cyl.x, cyl.z) > SHADOW_RANGE_M:
+                continue
             shadows.append(
                 Shadow(
                     cyl.x + lx * length / 2,
@@ -376,6 +410,8 @@ class Renderer:
                 )
             )
         for box in scene.boxes:
+            if cam is not None and _distance(cam, box.x, box.z) > SHADOW_RANGE_M:
+                continue
             if box.base_y > 0.05:  # table tops: a broad soft shadow underneath
                 shadows.append(
                     Shadow(box.x, box.z, box.width, box.depth, strength * 0.6, box.yaw, softness=0.08)
@@ -426,11 +462,16 @@ class Renderer:
             cap = (rr <= r * r) & (t_top > 0) & ~body
         if not body.any() and not cap.any():
             return
-        # body: Lambert + Blinn-Phong on the outward normal; the view vector is the reversed ray
-        nx = (ox + t * dx) / r
-        nz = (oz + t * dz) / r
-        inv_len = 1.0 / np.sqrt(qa + dy * dy)
-        vx, vy, vz = -dx * inv_len, -dy * inv_len, -dz * inv_len
+        # body: Lambert + Blinn-Phong on the outward normal, the view vector being the reversed ray. An
+        # upright cylinder's normal varies across it, hardly along it: shade one row (through the middle
+        # of the silhouette) and spread it over the columns.
+        body_rows = np.flatnonzero(body.any(axis=1))
+        mid = int(body_rows[len(body_rows) // 2]) if len(body_rows) else 0
+        mdx, mdy, mdz, mt = dx[mid], dy[mid], dz[mid], t[mid]
+        nx = np.clip((ox + mt * mdx) / r, -1, 1)
+        nz = np.clip((oz + mt * mdz) / r, -1, 1)
+        inv_len = 1.0 / np.sqrt(qa[mid] + mdy * mdy)
+        vx, vy, vz = -mdx * inv_len, -mdy * inv_len, -mdz * inv_len
         lx, ly, lz = (np.float32(v) for v in light)
         diffuse = np.maximum(nx * lx + nz * lz, 0)
         hx, hy, hz = vx + lx, vy + ly, vz + lz
@@ -441,68 +482,84 @@ class Renderer:
         shade = np.float32(lighting.ambient) + np.float32(0.8) * diffuse
         gloss = (np.float32(cyl.specular) * spec + np.float32(0.12 * cyl.specular) * rim) * np.float32(0.9)
         lid = lighting.ambient + 0.6 * max(float(light[1]), 0.0)
-        edge = cap & (rr >= (r * np.float32(0.85)) ** 2)
+        has_cap = bool(cap.any())
+        edge = cap & (rr >= (r * np.float32(0.85)) ** 2) if has_cap else cap
         for ch in range(3):
             plane = img[ch, rows, cols]
-            base = np.float32(cyl.colour[ch])
-            plane[body] = (base * shade + gloss)[body]
-            if cap.any():
+            column_colour = np.float32(cyl.colour[ch]) * shade + gloss
+            np.copyto(plane, column_colour[None, :], where=body)
+            if has_cap:
                 lid_colour = np.float32(cyl.colour[ch] * lid + 0.15 * cyl.specular)
                 plane[cap] = lid_colour
                 plane[edge] = lid_colour + np.float32(0.25 * cyl.specular + 0.05)
         drawn = body | cap
         mask_region = can_mask[rows, cols]
-        mask_region[drawn] = is_can
+        if is_can:
+            mask_region[drawn] = True
+            canvas.can_drawn = True
+        elif canvas.can_drawn:
+            mask_region[drawn] = False
 
     def _draw_box(self, canvas: _Canvas, box: Box) -> None:
-        img, cam, lighting, light, can_mask = (
-            canvas.img,
-            canvas.cam,
-            canvas.lighting,
-            canvas.light,
-            canvas.can_mask,
-        )
+        img, cam, lighting, light = canvas.img, canvas.cam, canvas.lighting, canvas.light
         c, s = math.cos(box.yaw), math.sin(box.yaw)
         hw, hd = box.width / 2, box.depth / 2
         y0, y1 = box.base_y, box.base_y + box.height
-        corners = [
-            (box.x + u * c + v * s, y, box.z - u * s + v * c)
-            for y in (y0, y1)
-            for u, v in ((-hw, -hd), (hw, -hd), (hw, hd), (-hw, hd))
-        ]
-        pc = cam.to_camera(np.array(corners))
-        centre = (self.size - 1) / 2
+        corners = np.array(
+            [
+                (box.x + u * c + v * s, y, box.z - u * s + v * c)
+                for y in (y0, y1)
+                for u, v in ((-hw, -hd), (hw, -hd), (hw, hd), (-hw, hd))
+            ]
+        )
+        pc = cam.to_camera(corners)
+        all_in_front = bool((pc[:, 2] >= NEAR_M).all())
+        if all_in_front:
+            fixed_all = self._fixed_point(pc)
         cx, cy, cz = (float(v) for v in cam.centre)
         ym = (y0 + y1) / 2
         # (corner indices, outward normal, a point on the face) for the six faces
         faces = (
-            ((0, 1, 2, 3), (0.0, -1.0, 0.0), (box.x, y0, box.z)),
-            ((4, 7, 6, 5), (0.0, 1.0, 0.0), (box.x, y1, box.z)),
-            ((0, 4, 5, 1), (s, 0.0, -c), (box.x - hd * s, ym, box.z - hd * c)),
-            ((2, 6, 7, 3), (-s, 0.0, c), (box.x + hd * s, ym, box.z + hd * c)),
-            ((1, 5, 6, 2), (c, 0.0, -s), (box.x + hw * c, ym, box.z - hw * s)),
-            ((3, 7, 4, 0), (-c, 0.0, s), (box.x - hw * c, ym, box.z + hw * s)),
+            (0, (0.0, -1.0, 0.0), (box.x, y0, box.z)),
+            (1, (0.0, 1.0, 0.0), (box.x, y1, box.z)),
+            (2, (s, 0.0, -c), (box.x - hd * s, ym, box.z - hd * c)),
+            (3, (-s, 0.0, c), (box.x + hd * s, ym, box.z + hd * c)),
+            (4, (c, 0.0, -s), (box.x + hw * c, ym, box.z - hw * s)),
+            (5, (-c, 0.0, s), (box.x - hw * c, ym, box.z + hw * s)),
         )
-        occluder = np.zeros((self.size, self.size), np.uint8) if can_mask.any() else None
         lx, ly, lz = (float(v) for v in light)
-        for index, (nx, ny, nz), (fx, fy, fz) in faces:
+        drawn: list[np.ndarray] = []
+        for face, (nx, ny, nz), (fx, fy, fz) in faces:
             if nx * (cx - fx) + ny * (cy - fy) + nz * (cz - fz) <= 0:
                 continue  # faces away from the camera
-            poly = pc[list(index)]
-            if (poly[:, 2] < NEAR_M).any():
-                clipped = _clip_near(poly)
+            if all_in_front:
+                fixed = fixed_all[_BOX_FACES[face]]
+            else:
+                clipped = _clip_near(pc[_BOX_FACES[face]])
                 if clipped is None:
                     continue
-                poly = clipped
-            uv = poly[:, :2] / poly[:, 2:3] * self.focal + centre
-            fixed = np.round(np.clip(uv, -4 * self.size, 5 * self.size) * 16).astype(np.int32)
+                fixed = self._fixed_point(clipped)
             shade = lighting.ambient + 0.7 * max(nx * lx + ny * ly + nz * lz, 0.0)
             for ch in range(3):
                 cv2.fillConvexPoly(img[ch], fixed, box.colour[ch] * shade, lineType=cv2.LINE_8, shift=4)
-            if occluder is not None:
-                cv2.fillConvexPoly(occluder, fixed, 1, lineType=cv2.LINE_8, shift=4)
-        if occluder is not None:
-            can_mask[occluder.astype(bool)] = False
+            drawn.append(fixed)
+        if drawn and canvas.can_drawn:
+            # this box is nearer than the can (drawn later): its pixels are no longer the can's
+            points = np.concatenate(drawn)
+            lo = np.maximum(points.min(axis=0) // 16 - 1, 0)
+            hi = np.minimum(points.max(axis=0) // 16 + 2, self.size)
+            if (hi > lo).all():
+                occluder = np.zeros((hi[1] - lo[1], hi[0] - lo[0]), np.uint8)
+                for fixed in drawn:
+                    cv2.fillConvexPoly(occluder, fixed - lo * 16, 1, lineType=cv2.LINE_8, shift=4)
+                canvas.can_mask[lo[1] : hi[1], lo[0] : hi[0]] &= occluder == 0
+
+    def _fixed_point(self, camera_points: np.ndarray) -> np.ndarray:
+        """Camera-space points in front of the camera → pixel coordinates in 1/16 px (OpenCV shift=4)."""
+        centre = (self.size - 1) / 2
+        uv = camera_points[:, :2] / camera_points[:, 2:3] * self.focal + centre
+        np.clip(uv, -4 * self.size, 5 * self.size, out=uv)
+        return (uv * 16 + 0.5).astype(np.int32)
 
     def _expose(self, img: np.ndarray, lighting: Lighting, rng: np.random.Generator) -> np.ndarray:
         """Exposure, white balance, vignette, light ramp, sensor noise, blur, JPEG: radiance → uint8."""
@@ -518,8 +575,7 @@ class Renderer:
             noise = self.noise[:, oy : oy + self.size, ox : ox + self.size]
         planes = []
         for ch in range(3):
-            plane = img[ch]
-            plane *= gain * np.float32(lighting.white_balance[ch])
+            plane = cv2.multiply(img[ch], gain, scale=float(lighting.white_balance[ch]))
             if noisy:
                 plane = cv2.scaleAdd(noise[ch], lighting.noise_sigma * 255, plane)
             # |x| saturated to 0..255: the rare negative (noise on black) becomes a small positive value
@@ -533,6 +589,10 @@ class Renderer:
         return rgb
 
 
+_BOX_FACES = tuple(
+    np.array(face)
+    for face in ((0, 1, 2, 3), (4, 7, 6, 5), (0, 4, 5, 1), (2, 6, 7, 3), (1, 5, 6, 2), (3, 7, 4, 0))
+)
 _UNIT = (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]))
 _COS16 = np.cos(np.linspace(0, 2 * math.pi, 16, endpoint=False))
 _SIN16 = np.sin(np.linspace(0, 2 * math.pi, 16, endpoint=False))
