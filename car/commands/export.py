@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -27,6 +28,11 @@ def run(args: argparse.Namespace) -> int:
     if args.int8 and args.calib is None:
         raise VisionError("--int8 needs --calib DATA: a folder of real frames to calibrate on")
     bundle = load_bundle(args.bundle)
+    if bundle.has("onnx_int8") and not args.int8:
+        print(
+            f"car export: note: {bundle.root} loses its INT8 model; pass --int8 --calib DATA to rebuild it",
+            file=sys.stderr,
+        )
     calib = None
     if args.calib is not None:
         from vision.datasets import load_dataset
