@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from car.cli import main
+from car.config import CarConfig
 from car.drivelog import DriveLogReader
 from car.errors import CarError
 from car.replay import render_video, replay
@@ -19,15 +21,33 @@ from tests.test_loop import bundles, quiet, sim_config  # noqa: F401  (the fixtu
 from vision.datasets import scan_folder
 from vision.labels import GO, STOP
 
-# The random network's P(STOP) wanders around 0.68 on simulated frames: with the threshold there the
-# decisions change often, so the replay must also reproduce the policy's hysteresis, not just a threshold.
-MIXED = ("policy.threshold=0.678", "policy.go_margin=0.003", "policy.go_frames=2")
+
+def mixed_policy(bundle: Path) -> tuple[str, ...]:
+    """Policy settings that put the random network's threshold in the middle of what it outputs on this
+    drive's frames, so decisions change often and the replay must reproduce the hysteresis too."""
+    from car.sim_world import make_world
+    from vision.bundle import load_bundle
+    from vision.detector import OnnxDetector
+    from vision.preprocess import preprocess
+
+    loaded = load_bundle(bundle)
+    detector = OnnxDetector(loaded)
+    world = make_world(CarConfig().sim.seed, CarConfig().sim.scene)
+    p_stop = []
+    for _ in range(30):
+        world.step(0.25, 1 / 30)
+        rgb, _truth = world.render()
+        p_stop.append(float(detector.predict(preprocess(rgb, loaded.manifest.preprocessing))[0, 1]))
+    lo, mid, hi = np.percentile(p_stop, [20, 50, 80])
+    margin = max((hi - lo) / 8, 1e-6)
+    return (f"policy.threshold={mid}", f"policy.go_margin={margin}", "policy.go_frames=2")
 
 
 @pytest.fixture(scope="module")
 def mixed_drive(bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
     path = tmp_path_factory.mktemp("replay") / "mixed.sqlite"
-    drive(sim_config(bundles["random"], "loop.duration_s=1.5", *MIXED), log_path=path, out=quiet)
+    settings = mixed_policy(bundles["random"])
+    drive(sim_config(bundles["random"], "loop.duration_s=1.5", *settings), log_path=path, out=quiet)
     return path
 
 
@@ -108,7 +128,10 @@ def test_cli_json_video_and_log_commands(
 
 def test_drive_log_as_a_frame_source(mixed_drive: Path, bundles: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "again.sqlite"
-    config = sim_config(bundles["random"], "source.kind=replay", f"source.path={mixed_drive}", *MIXED)
+    with DriveLogReader(mixed_drive) as log:
+        policy = log.meta.config()["policy"]
+    settings = [f"policy.{key}={value}" for key, value in policy.items()]
+    config = sim_config(bundles["random"], "source.kind=replay", f"source.path={mixed_drive}", *settings)
     result = drive(config, log_path=out, out=quiet)
     assert result.summary.end_reason == "end of stream"
     with DriveLogReader(mixed_drive) as a, DriveLogReader(out) as b:
