@@ -8,6 +8,7 @@ inside the builder that needs them.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,20 @@ def source_builder(kind: str) -> Callable[[SourceBuilder], SourceBuilder]:
         return fn
 
     return deco
+
+
+SOURCE_WARMUPS: dict[str, Callable[[CarConfig], None]] = {}
+
+
+def warm_up_source(config: CarConfig) -> threading.Thread | None:
+    """Start a source's slow preparation (the simulator's textures) on a thread, so that it overlaps the
+    model and link start-up; join the thread before `build_source`."""
+    warm = SOURCE_WARMUPS.get(config.source.kind)
+    if warm is None:
+        return None
+    thread = threading.Thread(target=warm, args=(config,), name="source-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def build_source(config: CarConfig, context: SourceContext) -> FrameSource:
@@ -85,6 +100,16 @@ def _replay(config: CarConfig, context: SourceContext) -> FrameSource:
 
     s = config.source
     return DriveLogSource(_existing(s.path, "drive log"), fps=s.fps, loop=s.loop)
+
+
+def _warm_sim(config: CarConfig) -> None:
+    from vision.sim import WorldConfig
+    from vision.sim.render import renderer_for
+
+    renderer_for(WorldConfig())  # cached per process: the worlds of this drive reuse it
+
+
+SOURCE_WARMUPS["sim"] = _warm_sim
 
 
 @source_builder("sim")

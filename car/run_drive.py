@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from car.build import McuHandle, SourceContext, build_source, start_mcu
+from car.build import McuHandle, SourceContext, build_source, start_mcu, warm_up_source
 from car.config import CarConfig, resolve_path
 from car.drivelog import BundleFile, DriveLogWriter, DriveMeta, RunSummary, utc_now
 from car.links import BridgeMotorLink
@@ -167,6 +167,7 @@ def drive(
 
     t_start = time.monotonic()
     clock = MonotonicClock()
+    warming = warm_up_source(config)
     bundle = load_model(config)
     hooks = hooks or DriveHooks()
     detector = build_detector(bundle, config.model.runtime, config.model.threads)
@@ -187,6 +188,8 @@ def drive(
         link.open()
         stack.callback(link.close)  # sends STOP once more
 
+        if warming is not None:
+            warming.join()
         source = build_source(config, SourceContext(clock, motor_provider(mcu, link)))
         if hooks.wrap_source is not None:
             source = hooks.wrap_source(source)
