@@ -327,7 +327,7 @@ static void service_rx(harness_t *h)
 		avr_cycle_timer_register(h->avr, h->cycles_per_byte, feed_uart, h);
 }
 
-/* AVR -> host, written when the UART has been idle for two byte-times (or 64 bytes are waiting): a
+/* AVR -> host, written when the UART has been idle for three byte-times (or 64 bytes are waiting): a
  * frame reaches the pty in one write. Written byte by byte as the emulated UART sends them, a frame could
  * be split by the harness being descheduled for longer than the host's 20 ms gap timeout on a loaded
  * machine, which a real wire never does. A full pty (nobody reading) keeps the bytes until the queue
@@ -335,7 +335,7 @@ static void service_rx(harness_t *h)
 static void service_tx(harness_t *h, int force)
 {
 	uint8_t buf[512];
-	if (!force && h->tx.len < 64u && h->avr->cycle - h->last_tx_cycle < 2u * h->cycles_per_byte)
+	if (!force && h->tx.len < 64u && h->avr->cycle - h->last_tx_cycle < 3u * h->cycles_per_byte)
 		return;
 	while (h->tx.len > 0 && h->master_fd >= 0) {
 		size_t n = 0;
@@ -345,6 +345,10 @@ static void service_tx(harness_t *h, int force)
 			head = (head + 1) % h->tx.size;
 		}
 		ssize_t written = write(h->master_fd, buf, n);
+		if (getenv("AVR_HARNESS_TRACE_TX"))
+			fprintf(stderr, "tx %llu %llu %zd %02x %02x %02x %02x\n", (unsigned long long)monotonic_us(),
+					(unsigned long long)emulated_us(h), written, buf[0], n > 1 ? buf[1] : 0, n > 2 ? buf[2] : 0,
+					n > 3 ? buf[3] : 0);
 		h->tx_blocked = written <= 0;
 		if (written <= 0)
 			return;
