@@ -21,6 +21,7 @@ from vision.sources import (
     FrameSource,
     ImageFolderSource,
     SimSource,
+    ThreadedSource,
     VideoFileSource,
 )
 
@@ -117,13 +118,14 @@ def _sim(config: CarConfig, context: SourceContext) -> FrameSource:
     from car.sim_world import EpisodicWorld
 
     world = EpisodicWorld.from_config(config.sim, context.motor_fraction)
-    return SimSource(
+    camera = SimSource(
         world,
         lambda: context.motor_fraction() * world.max_speed_mps,
         fps=config.source.fps,
         clock=context.clock,
         name=f"sim:seed={config.sim.seed}",
     )
+    return ThreadedSource(camera) if config.sim.camera_thread else camera
 
 
 # -- microcontrollers --------------------------------------------------------------------------------------

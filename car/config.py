@@ -63,6 +63,11 @@ class SimConfig:
     start_distance_m: float = _f(
         0.0, "distance from the car to the can at the start (0: random, 1.0 to 2.5 m)", min=0.0
     )
+    camera_thread: bool = _f(
+        False,
+        "car drive: render on a thread of its own like a camera (newest frame wins), overlapping inference "
+        "on a second core (frames then wait for the loop: longer latency)",
+    )
     episode_pause_s: float = _f(
         3.0,
         "car drive: after standing still this long (or at the track's end) the next scene begins",

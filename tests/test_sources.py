@@ -195,3 +195,27 @@ def test_sim_source_moves_the_world_by_speed_times_time() -> None:
     assert frames[-1].t_capture == pytest.approx(1.0)
     assert world.position == pytest.approx(0.5)
     assert source.distance_m == pytest.approx(0.5)
+
+
+def test_threaded_source_newest_frame_wins_and_passes_the_end_on(video: Path) -> None:
+    from vision.sources import ThreadedSource
+
+    with ThreadedSource(VideoFileSource(video)) as source:
+        first = source.read(2.0)
+        time.sleep(0.3)  # the thread decodes everything meanwhile; only the newest is kept
+        newest = source.read(2.0)
+        assert newest.seq == N - 1 and first.seq < newest.seq
+        assert source.skipped >= 1
+        with pytest.raises(EndOfStream):
+            source.read(2.0)
+
+
+def test_threaded_source_times_out_between_frames() -> None:
+    from car.timing import MonotonicClock
+    from vision.sources import ThreadedSource
+
+    with ThreadedSource(SimSource(ToyWorld(), lambda: 0.0, fps=5.0, clock=MonotonicClock())) as source:
+        assert source.read(1.0).seq == 0
+        with pytest.raises(SourceTimeout):
+            source.read(0.05)  # the next frame is 0.2 s away
+        assert source.read(1.0).seq == 1

@@ -269,6 +269,77 @@ class CameraSource(_Lifecycle):
             self._cap = None
 
 
+# -- any source on its own thread -------------------------------------------------------------------------
+
+
+class ThreadedSource(_Lifecycle):
+    """Reads another source continuously on a thread; `read` returns the newest frame only.
+
+    This is how a camera behaves (its driver captures whether or not anyone reads), and it lets frame
+    production (e.g. rendering the simulated world) overlap the loop's inference on another core. Frames
+    the loop was too slow to take are counted in `skipped`. The inner source's end of stream or failure is
+    passed on to the reader once the frames before it have been taken.
+    """
+
+    def __init__(self, inner: FrameSource, *, poll_s: float = 0.25) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.poll_s = poll_s
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._fresh = False
+        self._ending: BaseException | None = None
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.skipped = 0
+
+    def _open(self) -> None:
+        self.inner.open()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._produce, name=f"frames {self.name}", daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        while not self._stopping:
+            try:
+                frame = self.inner.read(self.poll_s)
+            except SourceTimeout:
+                continue
+            except BaseException as exc:  # end of stream or failure: handed to the reader
+                with self._cond:
+                    self._ending = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                if self._fresh:
+                    self.skipped += 1
+                self._latest, self._fresh = frame, True
+                self._cond.notify_all()
+
+    def read(self, timeout: float) -> Frame:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._fresh and self._latest is not None:
+                    self._fresh = False
+                    return self._latest
+                if self._ending is not None:
+                    if isinstance(self._ending, EndOfStream | SourceFailure):
+                        raise self._ending
+                    raise SourceFailure(f"{self.name}: {type(self._ending).__name__}: {self._ending}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SourceTimeout(f"{self.name}: no new frame within {timeout:.3f} s")
+                self._cond.wait(remaining)
+
+    def _close(self) -> None:
+        self._stopping = True
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        self.inner.close()
+
+
 # -- video file --------------------------------------------------------------------------------------------
 
 
