@@ -26,14 +26,11 @@
 /* The firmware mirrors its protocol state into GPIOR1 (one `out` instruction) so the emulator harness
  * can report it without asking over the UART; on a real board nothing reads it. */
 
-/* Reset cause, saved before the C runtime starts (MCUSR must be cleared and the watchdog disabled
- * early: after a watchdog reset it stays enabled at its shortest period). */
-uint8_t reset_cause __attribute__((section(".noinit")));
-
+/* Runs before the C runtime: after a watchdog reset the watchdog stays enabled at its shortest period
+ * (15 ms) until WDRF in MCUSR is cleared, which would reset the chip again during start-up. */
 void early_disable_watchdog(void) __attribute__((naked, used, section(".init3")));
 void early_disable_watchdog(void)
 {
-	reset_cause = MCUSR;
 	MCUSR = 0;
 	wdt_disable();
 }

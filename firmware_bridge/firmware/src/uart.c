@@ -2,7 +2,6 @@
 
 #include <avr/interrupt.h>
 #include <avr/io.h>
-#include <util/atomic.h>
 
 #ifndef F_CPU
 #error "F_CPU must be defined (the Makefile sets it)"
@@ -19,7 +18,6 @@
 static volatile uint8_t rx_ring[RX_RING_SIZE];
 static volatile uint8_t rx_head; /* written by the ISR */
 static volatile uint8_t rx_tail; /* written by the main loop */
-static volatile uint16_t rx_dropped;
 
 static volatile uint8_t tx_ring[TX_RING_SIZE];
 static volatile uint8_t tx_head; /* written by the main loop */
@@ -43,17 +41,13 @@ ISR(USART_RX_vect)
 {
 	uint8_t status = UCSR0A; /* must be read before UDR0 */
 	uint8_t byte = UDR0;
-	if (status & (_BV(FE0) | _BV(DOR0))) {
-		if (rx_dropped != UINT16_MAX)
-			rx_dropped++;
+	/* A byte with a framing error, or one that finds the ring full, is dropped: the frame it belongs to
+	 * then fails its CRC or length check and is discarded and counted by the receiver (PROTOCOL.md §4). */
+	if (status & (_BV(FE0) | _BV(DOR0)))
 		return;
-	}
 	uint8_t next = (uint8_t)((rx_head + 1u) & RX_MASK);
-	if (next == rx_tail) {
-		if (rx_dropped != UINT16_MAX)
-			rx_dropped++;
+	if (next == rx_tail)
 		return;
-	}
 	rx_ring[rx_head] = byte;
 	rx_head = next;
 }
@@ -71,13 +65,6 @@ bool uart_read(uint8_t *byte)
 bool uart_rx_pending(void)
 {
 	return rx_tail != rx_head;
-}
-
-uint16_t uart_rx_dropped(void)
-{
-	uint16_t n;
-	ATOMIC_BLOCK(ATOMIC_RESTORESTATE) { n = rx_dropped; }
-	return n;
 }
 
 ISR(USART_UDRE_vect)

@@ -12,7 +12,5 @@ bool uart_read(uint8_t *byte);
 void uart_write(const uint8_t *data, uint8_t len);
 /* Whether a received byte is waiting (call with interrupts off before sleeping). */
 bool uart_rx_pending(void);
-/* Received bytes lost because the receive ring was full, or with a framing/overrun error. */
-uint16_t uart_rx_dropped(void);
 
 #endif
