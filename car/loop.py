@@ -45,6 +45,8 @@ from vision.labels import STOP
 from vision.preprocess import Preprocessing, fit_to_input, to_network_input
 from vision.sources import EndOfStream, FrameSource, SourceTimeout
 
+NO_FRAME_BACKOFF_S = 0.01
+
 
 class RecordSink(Protocol):
     """Where records go: the drive log's writer, or nowhere (`NullSink`) in the closed-loop evaluation."""
@@ -344,6 +346,10 @@ class ControlLoop:
                     else:
                         self.clock.sleep_until(deadline)
                         deadline += self.period
+                elif record.frame_seq is None:
+                    # As fast as frames arrive, but a broken source must not turn into a busy loop
+                    # writing thousands of STOP records a second.
+                    self.clock.sleep_until(self.clock.now() + NO_FRAME_BACKOFF_S)
         except BaseException as exc:  # KeyboardInterrupt included: stop the car, record why, re-raise
             self.stop_reason = f"exception: {_one_line(exc)}"
             self._final_stop(Fault(FaultKind.EXCEPTION, f"{_one_line(exc)} at {_where(exc)}"))
