@@ -434,9 +434,12 @@ class AvrEmulator:
         if len(parts) == 3:
             self._pty_name = parts[2]
 
-    def inject_hang(self) -> None:
-        """Hang the firmware's main loop (interrupts keep running); the hardware watchdog must reset it."""
-        self._command("hang")
+    def inject_hang(self) -> float:
+        """Hang the firmware's main loop (interrupts keep running); the hardware watchdog must reset it.
+
+        Returns the emulated time (s) of the hang, comparable with `PinSample.emulated_s`."""
+        answer = self._command("hang").split()
+        return int(answer[2]) / 1e6 if len(answer) == 3 else float("nan")
 
     # ------------------------------------------------------------------ observation
     def pin_samples(self) -> list[PinSample]:

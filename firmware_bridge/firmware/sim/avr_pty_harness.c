@@ -39,7 +39,7 @@
  *                                                           MUTE 1 drops every byte to the host
  *   vanish                 close the pty and remove the --link path (an unplugged USB adapter)
  *   reappear REBOOT        a new pty at the --link path; REBOOT 1 also resets the MCU (power cycle)
- *   hang                   as SIGUSR1, below
+ *   hang                   as SIGUSR1, below; answers "OK hang <emulated_us>"
  *   ping                   answers OK
  * Fault injection on the firmware itself: SIGUSR1 (or "hang") writes 0xA5 to GPIOR0, which the
  * firmware treats as "hang the main loop now" (see src/main.c), so a test can prove that the AVR
@@ -453,7 +453,7 @@ static void run_command(harness_t *h, char *line)
 		}
 	} else if (strcmp(name, "hang") == 0) {
 		inject_hang(h);
-		reply(h, "OK hang");
+		reply(h, "OK hang %llu", (unsigned long long)emulated_us(h));
 	} else {
 		reply(h, "ERR unknown command '%s'", name);
 	}

@@ -167,7 +167,7 @@ static void check_watchdog(controller_t *c)
 #else
 	if (c->state != STATE_ARMED && c->state != STATE_DRIVING)
 		return;
-	if ((uint32_t)(c->now_ms - c->last_valid_ms) < (uint32_t)WATCHDOG_MS)
+	if ((uint32_t)(c->now_ms - c->last_valid_ms) < (uint32_t)WATCHDOG_MS + CLOCK_RESOLUTION_MS)
 		return;
 	set_motor(c, 0);
 	c->state = STATE_WATCHDOG;

@@ -130,7 +130,7 @@ static void drain(proto_receiver_t *rx)
 
 void proto_receiver_expire(proto_receiver_t *rx, uint32_t now_ms)
 {
-	if (rx->len == 0u || !rx->has_last_rx || (uint32_t)(now_ms - rx->last_rx_ms) <= PROTO_GAP_TIMEOUT_MS)
+	if (rx->len == 0u || !rx->has_last_rx || (uint32_t)(now_ms - rx->last_rx_ms) <= PROTO_GAP_TIMEOUT_MS + CLOCK_RESOLUTION_MS)
 		return;
 	while (rx->len > 0u) {
 		reject(rx, REJECT_TRUNCATED, rx->len);

@@ -17,6 +17,14 @@
 #define PROTO_MAX_PAYLOAD (PROTO_MAX_FRAME - PROTO_HEADER_SIZE - PROTO_CRC_SIZE) /* 26 */
 #define PROTO_GAP_TIMEOUT_MS 20u
 
+/* How far the caller's millisecond clock may lag true time. The AVR build counts whole ticks of a 1 kHz
+ * timer (true time is up to 1 ms later than the count), so it sets 1: the watchdog and the gap timeout
+ * then never fire early (PROTOCOL.md §6: "no earlier than watchdog_ms"), and at most ~2 ms late. The
+ * host-side test feeds exact times, as the test vectors do: 0. */
+#ifndef CLOCK_RESOLUTION_MS
+#define CLOCK_RESOLUTION_MS 0u
+#endif
+
 typedef enum {
 	MSG_HELLO = 0x01,
 	MSG_ARM = 0x02,
