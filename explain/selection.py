@@ -4,9 +4,10 @@
 - `changes`: every frame where the decision differs from the previous tick's.
 - `stride:K`: every K-th frame.
 - `frames:A-B`: frames with A <= seq <= B.
-- `auto` (default): every decision change, every frame with a small margin (|P(STOP) − threshold| below
-  `AUTO_MARGIN`), every fault that has a frame, plus an even stride sample; capped at 10% of the frames,
-  in that priority order (smallest margins first within their group).
+- `auto` (default): every fault that has a frame, every decision change, every frame with a small margin
+  (|P(STOP) − threshold| below `AUTO_MARGIN`), plus an even stride sample; capped at 10% of the frames.
+  Under the cap the groups are taken in that order; a group that does not fit is thinned evenly (the
+  smallest margins first).
 """
 
 from __future__ import annotations
@@ -94,21 +95,28 @@ class AutoSelector(Selector):
         )
         stride = max(1, len(framed) // cap)
         groups = (
-            decision_changes(ticks),
             [t.seq for t in framed if t.faulted],
+            decision_changes(ticks),
             [t.seq for t in close],
             [t.seq for t in framed[::stride]],
         )
         chosen: list[int] = []
-        seen: set[int] = set()
         for group in groups:
-            for seq in group:
-                if len(chosen) >= cap:
-                    return sorted(chosen)
-                if seq not in seen:
-                    seen.add(seq)
-                    chosen.append(seq)
+            taken = set(chosen)
+            fresh = [seq for seq in dict.fromkeys(group) if seq not in taken]
+            room = cap - len(chosen)
+            if room <= 0:
+                break
+            # A group larger than the room left is thinned evenly rather than cut at its start.
+            chosen += fresh if len(fresh) <= room else [fresh[i] for i in evenly_spaced(len(fresh), room)]
         return sorted(chosen)
+
+
+def evenly_spaced(total: int, count: int) -> list[int]:
+    """`count` indices spread over range(total), first and last included."""
+    if total <= count:
+        return list(range(total))
+    return sorted({round(i * (total - 1) / (count - 1)) for i in range(count)}) if count > 1 else [0]
 
 
 def parse_selector(text: str) -> Selector:
