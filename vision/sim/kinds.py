@@ -248,7 +248,7 @@ def _lighting(rng: Draws) -> Lighting:
         white_balance=(1.0 + warm, 1.0, 1.0 - warm),
         noise_sigma=float(rng.uniform(0.005, 0.03)),
         blur_sigma=float(rng.uniform(0.0, 1.0)),
-        jpeg_quality=int(rng.integers(35, 90)) if rng.random() < 0.2 else None,
+        jpeg_quality=int(rng.integers(35, 90)) if rng.random() < 0.15 else None,
     )
 
 

@@ -121,6 +121,7 @@ class Lighting:
     white_balance: RGB
     noise_sigma: float
     blur_sigma: float
+    """Lens softness; above 0.6 the frame gets a 3×3 box blur."""
     jpeg_quality: int | None
 
 
