@@ -355,7 +355,8 @@ class ControlLoop:
             self._final_stop(Fault(FaultKind.EXCEPTION, f"{_one_line(exc)} at {_where(exc)}"))
             raise
         self.stop_reason = end_reason
-        self._final_stop(None)
+        signalled = self._stop_requested.is_set()
+        self._final_stop(Fault(FaultKind.SIGNAL, end_reason) if signalled else None)
         return self.summary(end_reason)
 
     def _final_stop(self, fault: Fault | None) -> None:
