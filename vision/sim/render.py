@@ -399,17 +399,34 @@ class Renderer:
         px = geo.x[local, cols] - np.float32(patch.x)
         pz = geo.z[local, cols] - np.float32(patch.z)
         c, s = np.float32(math.cos(patch.yaw)), np.float32(math.sin(patch.yaw))
-        u = px * c - pz * s
-        v = px * s + pz * c
+        u = px * c
+        u -= pz * s
+        v = px * s
+        v += pz * c
         hw, hd = patch.width / 2, patch.depth / 2
-        inv_soft = np.float32(1.0 / max(soft, 1e-4))
+        inv_soft = 1.0 / max(soft, 1e-4)
         if isinstance(patch, Shadow) and patch.elliptic:
-            q = np.sqrt((u * np.float32(1 / hw)) ** 2 + (v * np.float32(1 / hd)) ** 2)
-            cover = np.clip((1.0 - q) * np.float32(min(hw, hd)) * inv_soft + 0.5, 0.0, 1.0)
+            u *= u
+            u *= np.float32(1 / hw**2)
+            v *= v
+            v *= np.float32(1 / hd**2)
+            u += v
+            np.sqrt(u, out=u)  # the elliptic radius: 1 on the rim
+            gain = min(hw, hd) * inv_soft
+            u *= np.float32(-gain)
+            u += np.float32(gain + 0.5)
+            cover = np.clip(u, 0.0, 1.0, out=u)
         else:
-            cu = np.clip((np.float32(hw) - np.abs(u)) * inv_soft + 0.5, 0.0, 1.0)
-            cv = np.clip((np.float32(hd) - np.abs(v)) * inv_soft + 0.5, 0.0, 1.0)
-            cover = cu * cv
+            np.abs(u, out=u)
+            np.abs(v, out=v)
+            u *= np.float32(-inv_soft)
+            u += np.float32(hw * inv_soft + 0.5)
+            v *= np.float32(-inv_soft)
+            v += np.float32(hd * inv_soft + 0.5)
+            np.clip(u, 0.0, 1.0, out=u)
+            np.clip(v, 0.0, 1.0, out=v)
+            u *= v
+            cover = u
         if geo.band is not None and local.start < geo.band.shape[0]:
             stop = min(local.stop, geo.band.shape[0])
             cover[: stop - local.start] *= geo.band[local.start : stop, cols]
@@ -420,8 +437,9 @@ class Renderer:
         window = self._floor_window(cam, geo, shadow.x, shadow.z, reach)
         if window is None:
             return
-        cover = self._floor_coverage(geo, window, shadow, shadow.softness)
-        factor = 1.0 - np.float32(shadow.darkness) * cover
+        factor = self._floor_coverage(geo, window, shadow, shadow.softness)
+        factor *= np.float32(-shadow.darkness)
+        factor += np.float32(1.0)
         img[:, window[0], window[1]] *= factor
 
     def _draw_mat(self, img: np.ndarray, cam: CameraPose, geo: _FloorGeometry, mat: Mat) -> None:

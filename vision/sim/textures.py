@@ -93,8 +93,8 @@ def _carpet(rng: np.random.Generator) -> np.ndarray:
 def _concrete(rng: np.random.Generator) -> np.ndarray:
     n = FLOOR_SIZE
     lum = 1.0 + _noise(rng, n, n, 40.0) * 0.08 + _noise(rng, n, n, 8.0) * 0.05 + _noise(rng, n, n, 0.8) * 0.04
-    speckle = rng.random((n, n)) < 0.004
-    lum[speckle] *= 0.6
+    speckle = _periodic_blur((rng.random((n, n)) < 0.004).astype(float), 0.8, 0.8)
+    lum *= 1.0 - 0.35 * speckle / (speckle.max() + 1e-9)
     return np.clip(lum, 0, 2)
 
 
