@@ -15,6 +15,9 @@ from pathlib import Path
 
 from car.errors import CarError
 
+SIM_EVAL_MODULE = "car.sim_eval"
+"""Where `car sim eval` takes its `add_arguments(parser)` and `run(args)` from (imported only when used)."""
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -77,7 +80,10 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("eval", help="closed-loop evaluation in the simulated world", add_help=False)
+    # everything after `eval` (options included) goes to car.sim_eval's own parser: no option prefix here
+    p = sub.add_parser(
+        "eval", help="closed-loop evaluation in the simulated world", add_help=False, prefix_chars="\x00"
+    )
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(handler=_run_eval)
 
