@@ -140,12 +140,12 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _run_eval(args: argparse.Namespace) -> int:
     try:
-        module = importlib.import_module("car.sim_eval")
+        module = importlib.import_module(SIM_EVAL_MODULE)
     except ModuleNotFoundError as exc:
-        if exc.name != "car.sim_eval":
+        if exc.name != SIM_EVAL_MODULE:
             raise
         raise CarError(
-            "`car sim eval` is not available yet (car/sim_eval.py does not exist in this build)"
+            f"`car sim eval` is not available yet ({SIM_EVAL_MODULE} is not in this build)"
         ) from exc
     parser = argparse.ArgumentParser(
         prog="car sim eval", description="closed-loop evaluation in the simulator"
