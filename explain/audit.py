@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 OUTPUTS = (GO, STOP)
 REPRODUCE_TOLERANCE = 1e-3  # max |ΔP| between the logged fp32 ONNX outputs and the torch twin
 DEFAULT_HORIZON = 0.35  # the simulated camera (12° down, 62° FOV) sees the horizon at ~32% of the height
-SANITY_BACKGROUND = 25
+CHECK_BACKGROUND = 25  # occlusion and sanity checks use the first 25 background frames (7 maps a frame)
 BATCH = 32
 
 
@@ -268,6 +268,24 @@ def check_model(
     return check
 
 
+def cached_background(out: Path, spec: str, size: int) -> Background:
+    """The background, kept in OUT/background.npz so a resumed audit does not rebuild (re-render) it."""
+    path = Path(out) / "background.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                if str(z["spec"]) == spec and z["images"].shape[1] == size:
+                    return Background(spec, z["images"], tuple(str(i) for i in z["ids"]))
+        except (OSError, KeyError, ValueError):
+            pass  # unreadable: rebuilt below
+    background = load_background(spec, size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("background.tmp.npz")
+    np.savez(tmp, spec=np.asarray(spec), images=background.images, ids=np.asarray(background.ids))
+    tmp.replace(path)
+    return background
+
+
 # ------------------------------------------------------------------------------------------ explaining
 
 
@@ -414,7 +432,9 @@ def run_audit(options: AuditOptions) -> AuditResult:
         if not seqs:
             raise ExplainError(f"--select {options.select}: no frame of {options.log} was selected")
         prep = bundle.manifest.preprocessing
-        background = load_background(options.background, prep.input_size)
+        t_bg = time.perf_counter()
+        background = cached_background(options.out, options.background, prep.input_size)
+        timings["background"] = time.perf_counter() - t_bg
         bg_inputs = to_network_input(background.images, prep)
         fingerprint = Fingerprint(
             model.weights_sha256, pixels_sha256(background.images), ids_sha256(background.ids), OUTPUTS
@@ -443,7 +463,9 @@ def run_audit(options: AuditOptions) -> AuditResult:
     occlusion: tuple[OcclusionRow, ...] = ()
     if options.occlusion_frames > 0:
         picked = np.stack([images[f.seq] for f in ranked[: options.occlusion_frames]])
-        occlusion = occlusion_table(picked, _stop_explainer(engine, prep), model.threshold, options.seed)
+        check_engine = DeepShapEngine(network, bg_inputs[:CHECK_BACKGROUND], options.device)
+        explainer = _stop_explainer(check_engine, prep)
+        occlusion = occlusion_table(picked, explainer, model.threshold, options.seed)
     timings["occlusion"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     sanity = None
@@ -451,7 +473,7 @@ def run_audit(options: AuditOptions) -> AuditResult:
         chosen = np.stack([images[f.seq] for f in ranked[: options.sanity_frames]])
         sanity = run_sanity(
             network,
-            bg_inputs[:SANITY_BACKGROUND],
+            bg_inputs[:CHECK_BACKGROUND],
             to_network_input(chosen, prep),
             options.device,
             options.seed,
@@ -474,4 +496,5 @@ def run_audit(options: AuditOptions) -> AuditResult:
     t4 = time.perf_counter()
     write_report(result, images, stored)
     timings["report"] = time.perf_counter() - t4
+    timings["total"] = time.perf_counter() - t0
     return result

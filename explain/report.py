@@ -284,8 +284,9 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
 <p>The frame, then the STOP and GO maps over a faint copy of the frame: red raises that output, blue
 lowers it; the bar below runs from −scale (blue) to +scale (red).</p>{figures}
 <h2>Occlusion</h2>
-<p>The most confident STOP frames with half of the image replaced; a STOP resting on the can should fall
-when the bottom half is hidden.</p>{occl}
+<p>The most confident STOP frames with half of the image replaced (maps against the first
+{min(25, len(result.background))} background frames); a STOP resting on the can should fall when the
+bottom half is hidden.</p>{occl}
 <h2>Sanity check (cascading randomisation)</h2>{sanity}
 <h2>Network and background</h2>{kv(network_rows)}
 {_IMAGE_CHECK}

@@ -5,7 +5,8 @@
 - `stride:K`: every K-th frame.
 - `frames:A-B`: frames with A <= seq <= B.
 - `auto` (default): every fault that has a frame, every decision change, every frame with a small margin
-  (|P(STOP) − threshold| below `AUTO_MARGIN`), plus an even stride sample; capped at 10% of the frames.
+  (|P(STOP) − threshold| below `AUTO_MARGIN`), plus a stride sample (one frame in 50); capped at 10% of
+  the frames.
   Under the cap the groups are taken in that order; a group that does not fit is thinned evenly (the
   smallest margins first).
 """
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 
 from explain.errors import ExplainError
 
-AUTO_SHARE = 0.10
+AUTO_SHARE = 0.10  # the cap
 AUTO_MARGIN = 0.15
+AUTO_STRIDE_SHARE = 0.02  # the stride sample: 2% of the frames (one frame in 50)
 AUTO_MIN = 1
 
 
@@ -93,7 +95,7 @@ class AutoSelector(Selector):
             (t for t in framed if t.p_stop is not None and abs(t.p_stop - threshold) < self.margin),
             key=lambda t: abs((t.p_stop or 0.0) - threshold),
         )
-        stride = max(1, len(framed) // cap)
+        stride = max(1, round(1 / AUTO_STRIDE_SHARE))
         groups = (
             [t.seq for t in framed if t.faulted],
             decision_changes(ticks),

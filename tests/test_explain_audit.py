@@ -44,7 +44,14 @@ def test_cli_audit_prints_its_numbers_and_writes_a_loadable_report(drive: Path, 
     args = ["explain", str(drive), "--out", str(out), "--select", "all", "--background", "sim:0@6", "--json"]
     assert main([*args, "--no-progress", "--occlusion-frames", "2"]) == 0
     numbers = json.loads(capsys.readouterr().out)
-    for key in ("frames_explained", "stop_focus_mean", "random_focus_mean", "pointing_hit_rate", "flagged", "agree"):
+    for key in (
+        "frames_explained",
+        "stop_focus_mean",
+        "random_focus_mean",
+        "pointing_hit_rate",
+        "flagged",
+        "agree",
+    ):
         assert key in numbers
     assert numbers["frames_explained"] == TICKS - 1  # one tick had no frame
     assert numbers["agree"] == numbers["agree_of"] == TICKS - 1
@@ -109,8 +116,8 @@ def test_focus_is_high_for_the_can_detector_and_near_random_for_a_random_network
     assert trained > 5 * area
     # A random network's map is not drawn to the can. (It is not at the can's bare area share either:
     # DeepSHAP multiplies by frame − reference, and the black can differs most from the references.)
-    assert max(randomised) < 0.3
-    assert float(np.mean(randomised)) < trained / 4
+    assert max(randomised) < 0.5
+    assert float(np.mean(randomised)) < trained / 3
 
 
 def test_interrupted_audit_resumes_from_the_stored_frames(drive: Path, tmp_path: Path, monkeypatch):
