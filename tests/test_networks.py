@@ -70,7 +70,7 @@ def test_deepshap_walks_edge_and_attributions_add_up():
     shap = pytest.importorskip("shap")
     torch.manual_seed(0)
     net = build_network("edge").eval()
-    background = torch.randn(2, 3, 224, 224)
+    background = torch.randn(1, 3, 224, 224)
     sample = torch.randn(1, 3, 224, 224)
     explainer = shap.DeepExplainer(net, background)
     values = explainer.shap_values(sample, check_additivity=True)
