@@ -24,6 +24,7 @@ from vision.sim.scene import Box, CarPose, Cylinder, Lighting, Mat, Scene, Shado
 from vision.sim.textures import (
     FLOOR_BLUR,
     FLOOR_SIZE,
+    LUMINANCE_SCALE,
     WALL_H,
     WALL_PX_PER_M,
     WALL_W,
@@ -324,7 +325,7 @@ class Renderer:
         wu += np.float32(cam.centre[0] * WALL_PX_PER_M)
         wv = t * self._along(cam, _UNIT[1] * -WALL_PX_PER_M, rows, full)
         wv += np.float32(WALL_H - 1) - np.float32(cam.centre[1]) * px
-        np.clip(wv, 0, WALL_H - 1, out=wv)
+        _clip(wv, 0, WALL_H - 1)
         index = wv.astype(np.int32) * WALL_W
         index += wu.astype(np.int32) & (WALL_W - 1)
         index += self.atlas.wall_base[scene.wall.variant]
@@ -338,18 +339,20 @@ class Renderer:
         if no_wall > 0:
             wall = self._wall_lum(scene, cam, slice(0, no_wall))
             for ch in range(3):
-                np.multiply(wall, np.float32(wall_tint[ch]), out=img[ch, :no_wall])
+                np.multiply(wall, np.float32(wall_tint[ch] / LUMINANCE_SCALE), out=img[ch, :no_wall])
         if first_floor >= size:
             return img, None
         geo = self._floor_geometry(cam, scene.wall.z, first_floor, no_wall)
         floor = self._floor_lum(scene, cam, geo)
         lo = no_wall - first_floor  # rows of the band holding both
         for ch in range(3):
-            np.multiply(floor[lo:], np.float32(floor_tint[ch]), out=img[ch, no_wall:])
+            np.multiply(floor[lo:], np.float32(floor_tint[ch] / LUMINANCE_SCALE), out=img[ch, no_wall:])
         if geo.band is not None:
             band = slice(first_floor, no_wall)
             for ch in range(3):
-                img[ch, band] = np.where(geo.band, floor[:lo] * np.float32(floor_tint[ch]), img[ch, band])
+                img[ch, band] = np.where(
+                    geo.band, floor[:lo] * np.float32(floor_tint[ch] / LUMINANCE_SCALE), img[ch, band]
+                )
         return img, geo
 
     def _floor_square_window(
@@ -415,7 +418,7 @@ class Renderer:
             gain = min(hw, hd) * inv_soft
             u *= np.float32(-gain)
             u += np.float32(gain + 0.5)
-            cover = np.clip(u, 0.0, 1.0, out=u)
+            cover = _clip(u, 0.0, 1.0)
         else:
             np.abs(u, out=u)
             np.abs(v, out=v)
@@ -423,8 +426,8 @@ class Renderer:
             u += np.float32(hw * inv_soft + 0.5)
             v *= np.float32(-inv_soft)
             v += np.float32(hd * inv_soft + 0.5)
-            np.clip(u, 0.0, 1.0, out=u)
-            np.clip(v, 0.0, 1.0, out=v)
+            _clip(u, 0.0, 1.0)
+            _clip(v, 0.0, 1.0)
             u *= v
             cover = u
         if geo.band is not None and local.start < geo.band.shape[0]:
@@ -540,8 +543,8 @@ class Renderer:
         body_rows = np.flatnonzero(body.any(axis=1))
         mid = int(body_rows[len(body_rows) // 2]) if len(body_rows) else 0
         mdx, mdy, mdz, mt = dx[mid], dy[mid], dz[mid], t[mid]
-        nx = np.clip((ox + mt * mdx) / r, -1, 1)
-        nz = np.clip((oz + mt * mdz) / r, -1, 1)
+        nx = _clip((ox + mt * mdx) / r, -1.0, 1.0)
+        nz = _clip((oz + mt * mdz) / r, -1.0, 1.0)
         inv_len = 1.0 / np.sqrt(qa[mid] + mdy * mdy)
         vx, vy, vz = -mdx * inv_len, -mdy * inv_len, -mdz * inv_len
         lx, ly, lz = (np.float32(v) for v in light)
@@ -636,7 +639,7 @@ class Renderer:
         """Camera-space points in front of the camera → pixel coordinates in 1/16 px (OpenCV shift=4)."""
         centre = (self.size - 1) / 2
         uv = camera_points[:, :2] / camera_points[:, 2:3] * self.focal + centre
-        np.clip(uv, -4 * self.size, 5 * self.size, out=uv)
+        _clip(uv, -4.0 * self.size, 5.0 * self.size)
         return (uv * 16 + 0.5).astype(np.int32)
 
     def _expose(self, img: np.ndarray, lighting: Lighting, rng: np.random.Generator) -> np.ndarray:
@@ -675,6 +678,12 @@ _BOX_FACES = tuple(
 _UNIT = (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]))
 _COS16 = np.cos(np.linspace(0, 2 * math.pi, 16, endpoint=False))
 _SIN16 = np.sin(np.linspace(0, 2 * math.pi, 16, endpoint=False))
+
+
+def _clip(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """In-place clip with two ufunc calls (np.clip's Python wrapper costs more than the work here)."""
+    np.maximum(values, low, out=values)
+    return np.minimum(values, high, out=values)
 
 
 def _blur_level(t_floor: np.ndarray, metres_per_tile: float, height: float, focal: float) -> np.ndarray:
