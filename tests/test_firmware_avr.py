@@ -14,6 +14,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,12 @@ from firmware_bridge.avr_emulator import (
 from firmware_bridge.errors import LinkError
 from firmware_bridge.mcu import McuCore
 from firmware_bridge.protocol import (
+    HOST_TO_MCU,
     MCU_TO_HOST,
     Ack,
     AckResult,
     Arm,
+    Disarm,
     Drive,
     Fault,
     FaultCode,
@@ -44,10 +47,12 @@ from firmware_bridge.protocol import (
     Heartbeat,
     Hello,
     Message,
+    Rejected,
     Status,
     StatusRequest,
     Stop,
     Version,
+    crc16_ccitt_false,
     encode,
 )
 
@@ -194,6 +199,165 @@ def test_c_vector_runner_catches_a_wrong_reply(built: AvrEmulatorConfig, tmp_pat
     failed = [line for line in result.stdout.splitlines() if line.startswith("not ok")]
     assert len(failed) == 2, result.stdout
     assert "speed clamped both ways" in failed[1] and "garbage_bytes" in failed[0]
+
+
+class ExactSeconds:
+    """Exact rational time for driving the Python reference: its boundary checks (`now - last <= 0.020`,
+    `now >= last_valid + 0.25`) then decide exactly as integer milliseconds do in C, instead of by float
+    rounding (0.319 - 0.299 > 0.020 in binary floating point). Floats it meets (its constants) are
+    read as the decimal they were written as."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = exact(value)
+
+    def __add__(self, other: object) -> ExactSeconds:
+        return ExactSeconds(self.value + exact(other))
+
+    __radd__ = __add__
+
+    def __sub__(self, other: object) -> ExactSeconds:
+        return ExactSeconds(self.value - exact(other))
+
+    def __rsub__(self, other: object) -> ExactSeconds:
+        return ExactSeconds(exact(other) - self.value)
+
+    def __mul__(self, other: object) -> ExactSeconds:
+        return ExactSeconds(self.value * exact(other))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: object) -> ExactSeconds:
+        return ExactSeconds(self.value / exact(other))
+
+    def __lt__(self, other: object) -> bool:
+        return self.value < exact(other)
+
+    def __le__(self, other: object) -> bool:
+        return self.value <= exact(other)
+
+    def __gt__(self, other: object) -> bool:
+        return self.value > exact(other)
+
+    def __ge__(self, other: object) -> bool:
+        return self.value >= exact(other)
+
+    def __round__(self, ndigits: None = None) -> int:
+        return round(self.value)
+
+
+def exact(value: object) -> Fraction:
+    if isinstance(value, ExactSeconds):
+        return value.value
+    if isinstance(value, float):
+        return Fraction(repr(value))
+    assert isinstance(value, int | Fraction), value
+    return Fraction(value)
+
+
+def split_frames(data: bytes) -> list[bytes]:
+    """Consecutive well-formed frames (what McuCore returns) -> one bytes object per frame."""
+    frames = []
+    while data:
+        size = data[1] + 6
+        frames.append(data[:size])
+        data = data[size:]
+    return frames
+
+
+def random_chunk(rng: random.Random, seq: int) -> bytes:
+    """One host write: a few frames, some valid, some broken in every way PROTOCOL.md §4 names."""
+    out = bytearray()
+    for _ in range(rng.randint(1, 4)):
+        speed = rng.choice([0, rng.randint(-1200, 1200), -32768, 32767, 1000, -500])
+        message = rng.choice(
+            [
+                Hello(rng.choice([1, 1, 2])),
+                Arm(),
+                Disarm(),
+                Drive(speed),
+                Stop(),
+                Heartbeat(),
+                StatusRequest(),
+            ]
+        )
+        frame = bytearray(encode(message, (seq + len(out)) % 256))
+        kind = rng.random()
+        if kind < 0.08:  # one bit flipped anywhere
+            frame[rng.randrange(len(frame))] ^= 1 << rng.randrange(8)
+        elif kind < 0.16:  # cut short
+            frame = frame[: rng.randint(1, len(frame) - 1)]
+        elif kind < 0.24:  # line noise, with start-of-frame bytes in it
+            frame = bytearray(rng.choice([0xA5, rng.randrange(256)]) for _ in range(rng.randint(1, 40)))
+        elif kind < 0.30:  # good CRC, but a type the MCU does not know or a wrong length
+            type_byte = rng.choice([0x00, 0x08, 0x42, 0x82, 0xFF, 0x04, 0x05, 0x01])
+            payload = bytes(rng.randrange(256) for _ in range(rng.choice([0, 1, 3, 26])))
+            body = bytes((len(payload), type_byte, rng.randrange(256))) + payload
+            frame = bytearray(b"\xa5" + body + crc16_ccitt_false(body).to_bytes(2, "little"))
+        out += frame
+    return bytes(out)
+
+
+def acks_before_a_discard(events: list[Frame | Rejected]) -> bool:
+    """Whether one reference call handles a frame and then, in the same batch, a later discard."""
+    first_frame = next((i for i, e in enumerate(events) if isinstance(e, Frame)), None)
+    return first_frame is not None and any(isinstance(e, Rejected) for e in events[first_frame:])
+
+
+def reference_scenario(rng: random.Random, index: int) -> str | None:
+    """A random scenario, answered by the Python reference McuCore, as a vector_runner record.
+
+    None when the reference's answer depends on its batching: McuCore builds its replies after the parser
+    has consumed a whole call's input, so an ACK counts discards of bytes *after* the acked frame in that
+    call (the C firmware, byte by byte, counts those up to the frame). Bytes are fed one at a time, which
+    leaves only a gap-timeout cascade (a truncated candidate with frames behind it) as such a batch."""
+    steps: list[tuple[int, bytes]] = []
+    t = 0
+    for i in range(rng.randint(1, 10)):
+        t += rng.choice([0, 1, 2, 5, 19, 20, 21, 22, 40, 49, 50, 51, 120, 249, 250, 251, 300])
+        steps.append((t, random_chunk(rng, i * 4)))
+    end = t + rng.choice([5, 25, 260])
+    core = McuCore(boot_time=ExactSeconds(0))  # type: ignore[arg-type]
+    shadow = FrameParser(HOST_TO_MCU)  # sees the same calls, to spot batch-dependent answers
+    replies: list[tuple[int, bytes]] = []
+    pending = list(steps)
+    batch_dependent = False
+    for now_ms in range(end + 1):
+        now = ExactSeconds(Fraction(now_ms, 1000))
+        while pending and pending[0][0] == now_ms:
+            for byte in pending.pop(0)[1]:  # one byte at a time, as a UART delivers them
+                batch_dependent |= acks_before_a_discard(shadow.feed(bytes((byte,)), now))  # type: ignore[arg-type]
+                replies += [(now_ms, f) for f in split_frames(core.feed(bytes((byte,)), now))]  # type: ignore[arg-type]
+        batch_dependent |= acks_before_a_discard(shadow.expire(now))  # type: ignore[arg-type]
+        replies += [(now_ms, f) for f in split_frames(core.tick(now))]  # type: ignore[arg-type]
+    if batch_dependent:
+        return None
+    timed = " ".join(f"{ts}:{data.hex()}" for ts, data in steps)
+    answers = " ".join(f"{ts}:{data.hex()}" for ts, data in replies) or "-"
+    final = f"{int(core.state)},{core.motor_left},{core.motor_right}"
+    return "\t".join(["scenario", f"random {index}", str(end), timed, answers, final])
+
+
+def test_c_firmware_logic_matches_the_reference_on_random_streams(built: AvrEmulatorConfig) -> None:
+    """Differential test: ~150 seeded random scenarios (valid, corrupt, cut, noisy, unknown, mistimed
+    frames; gaps around the 20 ms gap timeout, the 50 ms fault limit and the 250 ms watchdog): the C
+    controller must send byte-identical replies at the same millisecond and end in the same state as
+    the Python reference firmware."""
+    rng = random.Random(2024)
+    answered = [reference_scenario(rng, i) for i in range(150)]
+    records = [r for r in answered if r is not None]
+    assert len(records) >= 140  # only a few fall into the reference's batching quirk
+    subprocess.run(["make", "-C", str(FIRMWARE_DIR), "host-test"], capture_output=True, text=True, check=True)
+    runner = built.build_path / "host" / "vector_runner"
+    result = subprocess.run(
+        [str(runner)], input="\n".join(records) + "\n", capture_output=True, text=True, check=False
+    )
+    failed = [line for line in result.stdout.splitlines() if line.startswith("not ok")]
+    assert failed == [] and result.returncode == 0, failed[:5]
+    assert f"1..{len(records)}" in result.stdout
+    replies = sum(record.split("\t")[4].count(":") for record in records)
+    assert replies > 500  # the scenarios exercise the firmware, not just silence
 
 
 # ------------------------------------------------------------------- the emulated firmware on a pty

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -27,6 +28,7 @@ if _MISSING and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
     pytest.skip(f"AVR toolchain missing ({', '.join(_MISSING)}): {install_hint()}", allow_module_level=True)
 
 link_tests = pytest.importorskip("tests.test_link")
+pty_tests = pytest.importorskip("tests.test_virtual_mcu")
 
 # The tests of tests/test_link.py that talk to a microcontroller on a pty. The others exercise
 # socket://, loop:// or the in-process loopback, where no microcontroller runs.
@@ -46,6 +48,12 @@ SHARED_TESTS = (
     "test_spy_url_traces_the_traffic",
     "test_reader_thread_failure_is_surfaced",
 )
+# The pty-level tests of tests/test_virtual_mcu.py that need nothing beyond what the board shows (the
+# others read the firmware's internal counters from the virtual MCU's snapshot).
+SHARED_PTY_TESTS = (
+    "test_virtual_mcu_watchdog_over_a_pty_within_tolerance",
+    "test_vanish_removes_the_path_and_reappear_restores_it_rebooted",
+)
 
 
 @contextmanager
@@ -57,13 +65,24 @@ def avr_mcu(config: FirmwareConfig | None = None, seed: int = 0) -> Iterator[Avr
         assert emulator.error is None, emulator.error
 
 
-@pytest.mark.parametrize("name", SHARED_TESTS)
-def test_link_against_the_emulated_firmware(
-    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    body: Callable[..., None] = getattr(link_tests, name)
-    monkeypatch.setattr(link_tests, "virtual_mcu", avr_mcu)
+def run_with_avr(module: ModuleType, name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    body: Callable[..., None] = getattr(module, name)
+    monkeypatch.setattr(module, "virtual_mcu", avr_mcu)
     if "tmp_path" in inspect.signature(body).parameters:
         body(tmp_path=tmp_path)
     else:
         body()
+
+
+@pytest.mark.parametrize("name", SHARED_TESTS)
+def test_link_against_the_emulated_firmware(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    run_with_avr(link_tests, name, monkeypatch, tmp_path)
+
+
+@pytest.mark.parametrize("name", SHARED_PTY_TESTS)
+def test_pty_behaviour_of_the_emulated_firmware(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    run_with_avr(pty_tests, name, monkeypatch, tmp_path)

@@ -410,9 +410,13 @@ static bool check_scenario(char **f, bool *skipped)
 				return fail("reply %zu missing", want_replies);
 			size_t start = b.reply_start[want_replies];
 			size_t end_byte = want_replies + 1 < b.replies ? b.reply_start[want_replies + 1] : b.sent_len;
-			if (end_byte - start != n || memcmp(b.sent + start, want, n) != 0)
-				return fail("reply %zu (type 0x%02X at %u ms) differs from the vector", want_replies,
-						b.sent[start + 2], b.reply_t[want_replies]);
+			if (end_byte - start != n || memcmp(b.sent + start, want, n) != 0) {
+				char got_hex[2 * PROTO_MAX_FRAME + 1] = "";
+				for (size_t i = 0; i < end_byte - start && i < PROTO_MAX_FRAME; i++)
+					snprintf(got_hex + 2 * i, 3, "%02x", b.sent[start + i]);
+				return fail("reply %zu (type 0x%02X at %u ms) is %s, the vector says %s", want_replies,
+						b.sent[start + 2], b.reply_t[want_replies], got_hex, strchr(rep, ':') + 1);
+			}
 			if (b.reply_t[want_replies] != t)
 				return fail("reply %zu sent at %u ms, want %u ms", want_replies, b.reply_t[want_replies], t);
 		}
