@@ -504,6 +504,20 @@ def test_hung_firmware_is_reset_by_the_hardware_watchdog_into_stop(
     assert "hang injected" in emulator.log_text()
 
 
+def test_a_flood_of_requests_does_not_starve_the_hardware_watchdog(host: RawHost) -> None:
+    """Each STATUS reply (31 bytes) takes five times its request (6 bytes) on the wire: a host flooding
+    requests keeps the receive ring busy, and the main loop must still pet the hardware watchdog."""
+    host.request(Hello())
+    host.ack(Arm())
+    host.port.write(b"".join(encode(StatusRequest(), i % 256) for i in range(2, 600)))  # 310 ms of wire
+    time.sleep(0.6)
+    host.port.reset_input_buffer()
+    ack = host.ack(Heartbeat())
+    assert ack.state in (FirmwareState.ARMED, FirmwareState.WATCHDOG)  # not rebooted (DISARMED)
+    (status,) = host.request(StatusRequest())
+    assert isinstance(status, Status) and status.uptime_ms > 600
+
+
 def test_host_can_close_and_reopen_the_port(emulator: AvrEmulator) -> None:
     first = RawHost(emulator.path)
     first.request(Hello())

@@ -66,8 +66,10 @@ int main(void)
 
 	uint32_t last_tick = 0;
 	for (;;) {
+		/* At most one frame's worth of bytes per pass: a host flooding the line (each reply takes longer
+		 * on the wire than its request) must not starve the tick or the hardware watchdog. */
 		uint8_t byte;
-		while (uart_read(&byte))
+		for (uint8_t n = 0; n < PROTO_MAX_FRAME && uart_read(&byte); n++)
 			controller_receive(&controller, byte, clock_ms());
 		uint32_t now = clock_ms();
 		if (now != last_tick) {
@@ -81,7 +83,7 @@ int main(void)
 			}
 		}
 		wdt_reset();
-		/* sleep unless a byte arrived since the check above (avoids sleeping on a pending byte) */
+		/* sleep unless a byte is waiting (checked with interrupts off, so none can slip in unseen) */
 		cli();
 		if (!uart_rx_pending()) {
 			sleep_enable();
