@@ -10,7 +10,6 @@ their bounding box, boxes as flat-shaded polygons. The can's visible pixels are 
 
 from __future__ import annotations
 
-import ctypes
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -140,7 +139,6 @@ class Renderer:
         self.ones_and_a = np.stack([np.ones_like(self.a), self.a])
         self.atlas = texture_atlas()
         self.noise = noise_bank()
-        tune_allocator()
         self.tan_half = math.tan(math.radians(config.camera_hfov_deg) / 2) * 1.5  # margin for roll/rotation
 
     # -- geometry -------------------------------------------------------------------------------
@@ -723,25 +721,6 @@ def _clip_near(poly: np.ndarray) -> np.ndarray | None:
     if len(out) < 3:
         return None
     return np.array(out)
-
-
-@lru_cache(maxsize=1)
-def tune_allocator() -> bool:
-    """Stop glibc from returning freed heap memory to the OS after every frame.
-
-    A frame's numpy temporaries are 100–600 kB; with glibc's default (dynamic) trim threshold, freeing a
-    few of them at once shrinks the heap, and the next frame page-faults it back in: measured here, an
-    expression with three 137 kB temporaries took 149 µs instead of 22 µs. Raising the mmap and trim
-    thresholds (M_MMAP_THRESHOLD 16 MiB, M_TRIM_THRESHOLD 64 MiB) keeps that memory in the process. It is
-    process-wide and only a performance setting; on a non-glibc system it does nothing and returns False.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 16 << 20)) and bool(mallopt(m_trim_threshold, 64 << 20))
 
 
 @lru_cache(maxsize=8)
