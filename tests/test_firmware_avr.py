@@ -12,6 +12,7 @@ import os
 import random
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -164,7 +165,7 @@ def test_elf_is_for_the_atmega328p(built: AvrEmulatorConfig) -> None:
 def run_vectors(vectors: Path, built: AvrEmulatorConfig) -> subprocess.CompletedProcess[str]:
     subprocess.run(["make", "-C", str(FIRMWARE_DIR), "host-test"], capture_output=True, text=True, check=True)
     lines = subprocess.run(
-        ["python3", str(FIRMWARE_DIR / "host" / "vectors_to_text.py"), str(vectors)],
+        [sys.executable, str(FIRMWARE_DIR / "host" / "vectors_to_text.py"), str(vectors)],
         capture_output=True,
         text=True,
         check=True,
