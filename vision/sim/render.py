@@ -32,7 +32,7 @@ from vision.sim.textures import (
 )
 
 NEAR_M = 0.01
-SHADOW_RANGE_M = 3.0
+SHADOW_RANGE_M = 2.5
 """Objects farther than this from the camera cast no shadow (a few pixels at most)."""
 
 
