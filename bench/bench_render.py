@@ -5,8 +5,9 @@ would blur the number). Reported per case: frames/s by wall clock and by this pr
 CPU figure is what one core delivers even when other work shares the machine), side by side in one run.
 
 Cases:
-- `drive`: one World, the car moving 3 cm per frame towards a can (what `car drive` in the sim and the
-  closed-loop evaluation do), with its per-frame camera shake, noise, blur and JPEG artefacts.
+- `drive`: eight Worlds (scene kinds by the default mix, the can or hard negative 1–2.5 m ahead), the car
+  moving 3 cm per frame (what `car drive` in the sim and the closed-loop evaluation do), with per-frame
+  camera shake, noise, blur and JPEG artefacts.
 - `dataset`: a fresh random scene per frame (sampling included), as `car sim dataset` renders them.
 - `dataset, no JPEG`: the same with the JPEG artefact step switched off.
 """
@@ -47,11 +48,16 @@ def _time(name: str, frames: int, one_frame: Callable[[int], object]) -> Timing:
     return Timing(name, frames, frames / wall, frames / max(cpu, 1e-9))
 
 
-def _drive_case(config: WorldConfig, frames: int) -> Callable[[int], object]:
-    scene = sample_scene(np.random.default_rng(1), "can_path", config, Placement(ahead=(2.5, 2.5)))
-    world = World(config, scene, seed=1)
+def _drive_case(config: WorldConfig, frames: int, scenes: int = 8) -> Callable[[int], object]:
+    """`scenes` drives (kinds by the default mix, main object 1–2.5 m ahead), the frames split evenly."""
+    worlds = []
+    for seed in range(scenes):
+        rng = np.random.default_rng(seed)
+        worlds.append(World(config, sample_scene(rng, None, config, Placement(ahead=(1.0, 2.5))), seed=seed))
+    per_scene = max(frames // scenes, 1)
 
-    def one(_: int) -> object:
+    def one(i: int) -> object:
+        world = worlds[(i // per_scene) % scenes]
         frame = world.render()
         world.step(0.3, 0.1)
         return frame

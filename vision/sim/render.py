@@ -33,6 +33,8 @@ from vision.sim.textures import (
 
 NEAR_M = 0.01
 SHADOW_RANGE_M = 2.5
+THIN_BOX_M = 0.05
+"""Boxes no wider or deeper than this (table legs) are drawn as their one camera-facing side."""
 """Objects farther than this from the camera cast no shadow (a few pixels at most)."""
 
 
@@ -598,7 +600,7 @@ class Renderer:
         cx, cy, cz = (float(v) for v in cam.centre)
         ym = (y0 + y1) / 2
         # (corner indices, outward normal, a point on the face) for the six faces
-        faces = (
+        faces: tuple[_Face, ...] = (
             (0, (0.0, -1.0, 0.0), (box.x, y0, box.z)),
             (1, (0.0, 1.0, 0.0), (box.x, y1, box.z)),
             (2, (s, 0.0, -c), (box.x - hd * s, ym, box.z - hd * c)),
@@ -608,6 +610,9 @@ class Renderer:
         )
         lx, ly, lz = (float(v) for v in light)
         drawn: list[np.ndarray] = []
+        if max(box.width, box.depth) <= THIN_BOX_M:
+            # a leg or a post: only the side facing the camera most squarely is worth drawing
+            faces = (max(faces[2:], key=lambda face: _facing(face, cx, cz)),)
         for face, (nx, ny, nz), (fx, fy, fz) in faces:
             if nx * (cx - fx) + ny * (cy - fy) + nz * (cz - fz) <= 0:
                 continue  # faces away from the camera
@@ -676,6 +681,17 @@ _BOX_FACES = tuple(
 _UNIT = (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]))
 _COS16 = np.cos(np.linspace(0, 2 * math.pi, 16, endpoint=False))
 _SIN16 = np.sin(np.linspace(0, 2 * math.pi, 16, endpoint=False))
+
+
+_Face = tuple[int, tuple[float, float, float], tuple[float, float, float]]
+"""A box face: its index in _BOX_FACES, its outward normal, a point on it."""
+
+
+def _facing(face: _Face, cx: float, cz: float) -> float:
+    """How squarely a vertical face looks at the camera (cosine towards the camera, horizontally)."""
+    _, (nx, _ny, nz), (fx, _fy, fz) = face
+    dx, dz = cx - fx, cz - fz
+    return (nx * dx + nz * dz) / (math.hypot(dx, dz) or 1.0)
 
 
 def _clip(values: np.ndarray, low: float, high: float) -> np.ndarray:
