@@ -520,21 +520,38 @@ class Renderer:
         oz = np.float32(cam.centre[2] - cyl.z)
         h = np.float32(cam.centre[1])
         r = np.float32(cyl.radius)
-        qa = dx * dx + dz * dz
-        qb = ox * dx + oz * dz
+        # ray–cylinder: qa t² + 2 qb t + qc = 0 in the floor plane; the nearer root is the visible side
+        qa = dx * dx
+        qa += dz * dz
+        qb = self._along(cam, np.array([float(ox), 0.0, float(oz)]), rows, cols)
         qc = ox * ox + oz * oz - r * r
-        disc = qb * qb - qa * qc
-        t = (-qb - np.sqrt(np.maximum(disc, 0))) / np.maximum(qa, np.float32(1e-9))
-        y = h + t * dy
-        body = (disc >= 0) & (t > 0) & (y >= 0) & (y <= np.float32(cyl.height))
+        disc = qb * qb
+        disc -= qa * qc
+        t = np.maximum(disc, 0)
+        np.sqrt(t, out=t)
+        t += qb
+        t /= qa
+        t *= np.float32(-1.0)
+        y = t * dy
+        y += h
+        body = disc >= 0
+        body &= y >= 0
+        body &= y <= np.float32(cyl.height)
+        if (depth <= NEAR_M).any():  # partly behind the camera: keep only hits in front
+            body &= t > 0
         cap = np.zeros_like(body)
-        rr = np.zeros_like(t)
+        rr = t
         if cam.centre[1] > cyl.height:
+            # the lid: where the ray crosses the top plane inside the circle (camera above it)
             t_top = np.float32(cyl.height - cam.centre[1]) / np.minimum(dy, np.float32(-1e-6))
-            px = ox + t_top * dx
-            pz = oz + t_top * dz
-            rr = px * px + pz * pz
-            cap = (rr <= r * r) & (t_top > 0) & ~body
+            px = t_top * dx
+            px += ox
+            pz = t_top * dz
+            pz += oz
+            rr = px * px
+            rr += pz * pz
+            cap = rr <= r * r
+            cap &= ~body
         if not body.any() and not cap.any():
             return
         # body: Lambert + Blinn-Phong on the outward normal, the view vector being the reversed ray. An
