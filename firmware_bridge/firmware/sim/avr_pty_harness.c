@@ -440,6 +440,7 @@ static void run_command(harness_t *h, char *line)
 		if (h->master_fd < 0) {
 			if (reboot) {
 				avr_reset(h->avr);
+				service_pins(h, monotonic_us()); /* the trace shows the reset before we answer */
 				fputs("avr_pty_harness: MCU reset (power cycle)\n", stderr);
 			}
 			char name_buf[256];
