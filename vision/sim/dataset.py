@@ -23,7 +23,8 @@ from vision.imageio import write_rgb
 from vision.labels import LABEL_NAMES
 from vision.sim.config import WorldConfig
 from vision.sim.kinds import SCENE_KINDS, pick_kind, sample_scene
-from vision.sim.world import World
+from vision.sim.render import renderer_for
+from vision.sim.world import ground_truth
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +42,10 @@ def generate_frame(
     rng = np.random.default_rng([seed, index])
     scene = sample_scene(rng, pick_kind(rng, weights), config)
     ident = uuid.UUID(bytes=rng.bytes(16), version=4)
-    world = World(config, scene, seed=int(rng.integers(2**31)))
-    rgb, truth = world.render()
+    # what World.render does for its first frame, without a second generator
+    pitch, roll = (float(v) for v in rng.normal(0.0, config.camera_jitter_deg, size=2))
+    result = renderer_for(config).render(scene, scene.start, rng, pitch, roll)
+    rgb, truth = result.rgb, ground_truth(config, scene, scene.start, result.can_mask)
     return GeneratedFrame(rgb, truth, f"{truth.label}_{ident}")
 
 
