@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from vision.bundle import ModelBundle
     from vision.preprocess import Preprocessing
 
-OUTPUTS = (GO, STOP)
+OUTPUT_CHOICES: dict[str, tuple[int, ...]] = {"both": (GO, STOP), "stop": (STOP,)}
 REPRODUCE_TOLERANCE = 1e-3  # max |ΔP| between the logged fp32 ONNX outputs and the torch twin
 DEFAULT_HORIZON = 0.35  # the simulated camera (12° down, 62° FOV) sees the horizon at ~32% of the height
 CHECK_BACKGROUND = 25  # occlusion and sanity checks use the first 25 background frames (7 maps a frame)
@@ -51,6 +51,7 @@ class AuditOptions:
     occlusion_frames: int = 6
     sanity_frames: int = 2
     seed: int = 0
+    outputs: str = "both"  # "stop": explain P(STOP) only (half the time; the report then has no GO maps)
     progress: bool = True
 
 
@@ -297,6 +298,7 @@ def explain_frames(
     prep: Preprocessing,
     *,
     progress: bool,
+    outputs: tuple[int, ...],
 ) -> int:
     """Explain the frames not yet stored; returns how many were reused from the store."""
     from tqdm import tqdm
@@ -312,7 +314,7 @@ def explain_frames(
                 image = log[seq].rgb
                 assert image is not None
                 rgb.append(image)
-            result = engine.explain(frame_inputs(rgb, prep), OUTPUTS)
+            result = engine.explain(frame_inputs(rgb, prep), outputs)
             for i, seq in enumerate(chunk):
                 store.save(
                     StoredFrame(
@@ -331,7 +333,7 @@ def audit_frame(
     focus_score = None if can_mask is None else focus(stop_map, mask_to_input(can_mask, size))
     look_score = look(stop_map, horizon)
     p_stop = float(stored.model_output[stored.outputs.index(STOP)])
-    p_go = float(stored.model_output[stored.outputs.index(GO)])
+    p_go = float(stored.model_output[stored.outputs.index(GO)]) if GO in stored.outputs else float("nan")
     return FrameAudit(
         seq=tick.seq,
         t=tick.t,
@@ -418,6 +420,9 @@ def run_audit(options: AuditOptions) -> AuditResult:
     if not 0.0 < options.horizon < 1.0:
         raise ExplainError(f"--horizon {options.horizon}: give a fraction of the image height, 0 < h < 1")
     selector = parse_selector(options.select)
+    if options.outputs not in OUTPUT_CHOICES:
+        raise ExplainError(f"--outputs {options.outputs!r}: choose one of {sorted(OUTPUT_CHOICES)}")
+    outputs = OUTPUT_CHOICES[options.outputs]
     with DriveLogReader(options.log) as log:
         ticks = read_ticks(log)
         if not any(t.has_frame for t in ticks):
@@ -437,12 +442,12 @@ def run_audit(options: AuditOptions) -> AuditResult:
         timings["background"] = time.perf_counter() - t_bg
         bg_inputs = to_network_input(background.images, prep)
         fingerprint = Fingerprint(
-            model.weights_sha256, pixels_sha256(background.images), ids_sha256(background.ids), OUTPUTS
+            model.weights_sha256, pixels_sha256(background.images), ids_sha256(background.ids), outputs
         )
         store = AttributionStore(options.out, fingerprint)
         t1 = time.perf_counter()
         engine = DeepShapEngine(network, bg_inputs, options.device)
-        reused = explain_frames(engine, log, seqs, store, prep, progress=options.progress)
+        reused = explain_frames(engine, log, seqs, store, prep, progress=options.progress, outputs=outputs)
         timings["explain"] = time.perf_counter() - t1
         by_seq = {t.seq: t for t in ticks}
         has_truth = any(t.truth_label is not None for t in ticks)

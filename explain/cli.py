@@ -49,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the noise occlusion and the randomisation"
     )
+    parser.add_argument(
+        "--outputs",
+        choices=("both", "stop"),
+        default="both",
+        help="explain both outputs (default) or only STOP: half the time, no GO maps in the report",
+    )
     parser.add_argument("--json", action="store_true", help="print the audit's numbers as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         occlusion_frames=args.occlusion_frames,
         sanity_frames=args.sanity_frames,
         seed=args.seed,
+        outputs=args.outputs,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     result = run_audit(options)

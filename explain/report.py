@@ -63,14 +63,17 @@ def _colour_map(pmap: np.ndarray, grey: np.ndarray, scale: float) -> np.ndarray:
 
 
 def overlay(rgb: np.ndarray, stored: StoredFrame) -> Overlay:
-    """The frame, then the STOP and GO maps (red raises that output, blue lowers it), one colour scale
+    """The frame, then the STOP and GO maps (red raises that output, blue lowers it; the GO map only
+    when it was explained), one colour scale
     for both: the 99.9th percentile of |value|, as shap.image_plot chooses it. Drawn with numpy (no
     figure per frame), so a report with dozens of frames takes well under a second to draw."""
     import cv2
 
     from vision.imageio import encode_png
 
-    maps = [pixel_map(stored.values[stored.outputs.index(out)]) for out in (STOP, GO)]
+    maps = [
+        pixel_map(stored.values[stored.outputs.index(out)]) for out in (STOP, GO) if out in stored.outputs
+    ]
     scale = float(np.nanpercentile(np.abs(np.stack(maps)), 99.9)) or 1.0
     grey = rgb.astype(np.float64).mean(axis=2)
     panels = [rgb, *(_colour_map(m, grey, scale) for m in maps)]
@@ -78,7 +81,7 @@ def overlay(rgb: np.ndarray, stored: StoredFrame) -> Overlay:
     if factor > 1:
         panels = [cv2.resize(p, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST) for p in panels]
     gap = np.full((panels[0].shape[0], GAP, 3), 255, dtype=np.uint8)
-    row = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+    row = np.concatenate([part for p in panels for part in (p, gap)][:-1], axis=1)
     bar = _colour_bar(row.shape[1])
     white = np.full((GAP, row.shape[1], 3), 255, dtype=np.uint8)
     return Overlay(encode_png(np.concatenate([row, white, bar], axis=0)), scale)
@@ -250,7 +253,7 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
         sanity = "<p>not run (--sanity-frames 0)</p>"
     figures = "".join(
         f'<figure><img alt="seq {f.seq}" src="{_data_uri(overlays[f.seq].png)}">'
-        f"<figcaption><b>{html.escape(_frame_title(f))}</b> (frame, STOP map, GO map; colour scale "
+        f"<figcaption><b>{html.escape(_frame_title(f))}</b> (frame, then its maps; colour scale "
         f"±{overlays[f.seq].scale:.2g}): {_frame_caption(f)}</figcaption></figure>"
         for f in figure_frames(result)
         if f.seq in overlays
