@@ -198,3 +198,16 @@ def test_bad_selection_and_background_are_one_line_errors(drive: Path, tmp_path:
     assert "--background 'nowhere/at/all'" in capsys.readouterr().err
     assert main(["explain", str(tmp_path / "missing.sqlite"), "--out", out]) == 2
     assert "no such drive log" in capsys.readouterr().err
+
+
+def test_an_int8_drive_reports_how_many_decisions_the_float_twin_agrees_with(tmp_path: Path):
+    bundle = make_bundle(tmp_path, can_detector(), name="tiny-can-int8", int8=True)
+    log = write_drive(tmp_path / "int8.sqlite", bundle, ticks=8, runtime="int8")
+    result = run_audit(
+        options(log, tmp_path / "out", sanity_frames=0, occlusion_frames=0, select="frames:6-7")
+    )
+    first = result.model.first_line
+    assert first.startswith("The car drove the INT8 network")
+    assert f"agrees with {result.model.agree} of {result.model.compared} decisions" in first
+    assert result.model.compared == 7 and result.model.max_prob_diff > 0  # INT8 is not bit-equal to float
+    assert first in (tmp_path / "out" / "report.html").read_text()

@@ -29,10 +29,10 @@ from car.types import (
 )
 from vision.bundle import MANIFEST_NAME, ModelBundle
 from vision.detector import OnnxDetector
-from vision.export import build_bundle
+from vision.export import LabelledFrames, build_bundle
 from vision.labels import GO, STOP
 from vision.networks import ARCHITECTURES, register
-from vision.preprocess import Preprocessing, preprocess
+from vision.preprocess import Preprocessing, fit_to_input, preprocess
 
 ARCH = "tiny-can-test"
 SIZE = 64
@@ -89,8 +89,13 @@ def random_network(seed: int) -> TinyCanNet:
     return TinyCanNet().eval()
 
 
-def make_bundle(root: Path, network: nn.Module, name: str = "tiny-can") -> ModelBundle:
-    return build_bundle(network, ARCH, root / name, name=name, prep=PREP)
+def make_bundle(root: Path, network: nn.Module, name: str = "tiny-can", *, int8: bool = False) -> ModelBundle:
+    calib = None
+    if int8:
+        frames = drive_frames(16, seed=11)
+        images = np.stack([fit_to_input(rgb, SIZE) for rgb, _ in frames])
+        calib = LabelledFrames(images, np.asarray([t.label for _, t in frames]))  # type: ignore[attr-defined]
+    return build_bundle(network, ARCH, root / name, calib, int8=int8, name=name, prep=PREP)
 
 
 def bundle_files(bundle: ModelBundle) -> tuple[BundleFile, ...]:
@@ -114,10 +119,12 @@ def drive_frames(ticks: int, seed: int = 3) -> list[tuple[np.ndarray, object]]:
     return out
 
 
-def write_drive(path: Path, bundle: ModelBundle, ticks: int = 16, seed: int = 3) -> Path:
+def write_drive(
+    path: Path, bundle: ModelBundle, ticks: int = 16, seed: int = 3, runtime: str = "fp32"
+) -> Path:
     """A real drive log: the bundle's ONNX decides each simulated frame; one tick has no frame (fault),
     one has a stale-frame fault."""
-    detector = OnnxDetector(bundle, "fp32")
+    detector = OnnxDetector(bundle, runtime)
     meta = DriveMeta(
         started_utc=utc_now(),
         source_kind="sim",
@@ -125,7 +132,7 @@ def write_drive(path: Path, bundle: ModelBundle, ticks: int = 16, seed: int = 3)
         bundle_name=bundle.manifest.name,
         bundle_path=str(bundle.root),
         bundle_sha256=bundle.sha256,
-        runtime="fp32",
+        runtime=runtime,
         threshold=bundle.manifest.threshold,
         frame_format="png",
         config_json="{}",
