@@ -102,3 +102,15 @@ def test_to_json_round_trips() -> None:
 
     config = with_overrides(CarConfig(), ["sim.seed=7"])
     assert config_from_mapping(json.loads(config.to_json())) == config
+
+
+def test_car_drive_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from car.cli import main
+
+    assert main(["drive", "--set", f"model.bundle={tmp_path / 'no-bundle'}", "--duration", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("car drive: error: ") and "no-bundle" in err and "\n" not in err
+    assert main(["drive", "--config", str(write(tmp_path, "loop:\n  rate_hz: -1\n"))]) == 2
+    assert "loop.rate_hz=-1" in capsys.readouterr().err
+    assert main(["drive", "--list-config"]) == 0
+    assert "policy.go_frames" in capsys.readouterr().out
