@@ -41,7 +41,8 @@ def generate_frame(
     """Frame `index` of dataset `seed`: a fresh random scene seen from its start pose."""
     rng = np.random.default_rng([seed, index])
     scene = sample_scene(rng, pick_kind(rng, weights), config)
-    ident = uuid.UUID(bytes=rng.bytes(16), version=4)
+    high, low = (int(v) for v in rng.integers(0, 2**64, size=2, dtype=np.uint64))
+    ident = uuid.UUID(int=(high << 64) | low, version=4)
     # what World.render does for its first frame, without a second generator
     pitch, roll = (float(v) for v in rng.normal(0.0, config.camera_jitter_deg, size=2))
     result = renderer_for(config).render(scene, scene.start, rng, pitch, roll)

@@ -23,9 +23,12 @@ under camera jitter; the World's per-frame labels use the exact cutoff.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -435,11 +438,17 @@ HARD_NEGATIVE_KINDS = ("dark_mat", "shadow", "dark_object_side", "dark_backgroun
 
 def pick_kind(rng: np.random.Generator | Draws, weights: Mapping[str, float] | None = None) -> str:
     """Draw a kind name by the default mix (or by `weights`, kind name → weight)."""
-    table = weights if weights is not None else {name: kind.weight for name, kind in SCENE_KINDS.items()}
-    names = list(table)
-    cumulative = np.cumsum([table[n] for n in names])
-    pick = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+    names, cumulative = _cumulative_weights(None if weights is None else tuple(weights.items()))
+    pick = bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
     return names[min(pick, len(names) - 1)]
+
+
+@lru_cache(maxsize=16)
+def _cumulative_weights(
+    items: tuple[tuple[str, float], ...] | None,
+) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    table = items if items is not None else tuple((name, kind.weight) for name, kind in SCENE_KINDS.items())
+    return tuple(name for name, _ in table), tuple(itertools.accumulate(weight for _, weight in table))
 
 
 def sample_scene(

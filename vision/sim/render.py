@@ -355,43 +355,40 @@ class Renderer:
                 )
         return img, geo
 
-    def _floor_square_window(
-        self, cam: CameraPose, x: float, z: float, reach: float
+    def _floor_window(
+        self, cam: CameraPose, geo: _FloorGeometry, patch: Mat | Shadow, margin: float
     ) -> tuple[slice, slice] | None:
-        """Pixel window of the floor square of half-side `reach` around (x, z); plain floats (4 points are
-        cheaper in Python than in numpy)."""
-        cx, cy, cz = cam.floats[0:3]
-        rx, ry, rz, dx, dy, dz, fx, fy, fz = cam.floats[3:12]
-        us: list[float] = []
-        vs: list[float] = []
-        for px in (x - reach, x + reach):
-            for pz in (z - reach, z + reach):
-                ox, oy, oz = px - cx, -cy, pz - cz
-                depth = ox * fx + oy * fy + oz * fz
-                if depth <= NEAR_M:
-                    return (slice(0, self.size), slice(0, self.size))
-                us.append((ox * rx + oy * ry + oz * rz) / depth)
-                vs.append((ox * dx + oy * dy + oz * dz) / depth)
+        """Pixel window of a floor rectangle (grown by `margin`), from its four corners in plain floats (4
+        points are cheaper in Python than in numpy); corners behind the camera are clipped away."""
+        f = cam.floats
+        c, s = math.cos(patch.yaw), math.sin(patch.yaw)
+        hw, hd = patch.width / 2 + margin, patch.depth / 2 + margin
+        points: list[tuple[float, float, float]] = []
+        for u, v in ((-hw, -hd), (hw, -hd), (hw, hd), (-hw, hd)):
+            ox, oy, oz = patch.x + u * c + v * s - f[0], -f[1], patch.z - u * s + v * c - f[2]
+            points.append(
+                (
+                    ox * f[3] + oy * f[4] + oz * f[5],
+                    ox * f[6] + oy * f[7] + oz * f[8],
+                    ox * f[9] + oy * f[10] + oz * f[11],
+                )
+            )
+        if min(p[2] for p in points) < NEAR_M:
+            clipped = _clip_near(np.array(points))
+            if clipped is None:
+                return None
+            points = [(float(p[0]), float(p[1]), float(p[2])) for p in clipped]
+        us = [p[0] / p[2] for p in points]
+        vs = [p[1] / p[2] for p in points]
         centre = (self.size - 1) / 2
-        f = self.focal
-        u0 = max(math.floor(min(us) * f + centre) - 2, 0)
-        u1 = min(math.ceil(max(us) * f + centre) + 3, self.size)
-        v0 = max(math.floor(min(vs) * f + centre) - 2, 0)
-        v1 = min(math.ceil(max(vs) * f + centre) + 3, self.size)
+        focal = self.focal
+        u0 = max(math.floor(min(us) * focal + centre) - 2, 0)
+        u1 = min(math.ceil(max(us) * focal + centre) + 3, self.size)
+        v0 = max(math.floor(min(vs) * focal + centre) - 2, geo.first)
+        v1 = min(math.ceil(max(vs) * focal + centre) + 3, self.size)
         if u0 >= u1 or v0 >= v1:
             return None
         return slice(v0, v1), slice(u0, u1)
-
-    def _floor_window(
-        self, cam: CameraPose, geo: _FloorGeometry, x: float, z: float, reach: float
-    ) -> tuple[slice, slice] | None:
-        window = self._floor_square_window(cam, x, z, reach)
-        if window is None:
-            return None
-        rows, cols = window
-        if rows.stop <= geo.first:
-            return None
-        return slice(max(rows.start, geo.first), rows.stop), cols
 
     def _floor_coverage(
         self, geo: _FloorGeometry, window: tuple[slice, slice], patch: Mat | Shadow, soft: float
@@ -436,8 +433,7 @@ class Renderer:
         return cover
 
     def _shade_floor(self, img: np.ndarray, cam: CameraPose, geo: _FloorGeometry, shadow: Shadow) -> None:
-        reach = math.hypot(shadow.width, shadow.depth) / 2 + shadow.softness
-        window = self._floor_window(cam, geo, shadow.x, shadow.z, reach)
+        window = self._floor_window(cam, geo, shadow, shadow.softness)
         if window is None:
             return
         factor = self._floor_coverage(geo, window, shadow, shadow.softness)
@@ -446,8 +442,7 @@ class Renderer:
         img[:, window[0], window[1]] *= factor
 
     def _draw_mat(self, img: np.ndarray, cam: CameraPose, geo: _FloorGeometry, mat: Mat) -> None:
-        reach = math.hypot(mat.width, mat.depth) / 2
-        window = self._floor_window(cam, geo, mat.x, mat.z, reach)
+        window = self._floor_window(cam, geo, mat, 0.004)
         if window is None:
             return
         rows, cols = window
