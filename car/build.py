@@ -49,15 +49,22 @@ def source_builder(kind: str) -> Callable[[SourceBuilder], SourceBuilder]:
 SOURCE_WARMUPS: dict[str, Callable[[CarConfig], None]] = {}
 
 
+_WARMING: dict[str, threading.Thread] = {}
+
+
 def warm_up_source(config: CarConfig) -> threading.Thread | None:
     """Start a source's slow preparation (the simulator's textures) on a thread, so that it overlaps the
-    model and link start-up; join the thread before `build_source`."""
-    warm = SOURCE_WARMUPS.get(config.source.kind)
+    imports and the model and link start-up; join the thread before `build_source`. Calling it again for
+    the same kind returns the thread already started."""
+    kind = config.source.kind
+    warm = SOURCE_WARMUPS.get(kind)
     if warm is None:
         return None
-    thread = threading.Thread(target=warm, args=(config,), name="source-warm-up", daemon=True)
-    thread.start()
-    return thread
+    if kind not in _WARMING:
+        thread = threading.Thread(target=warm, args=(config,), name="source-warm-up", daemon=True)
+        thread.start()
+        _WARMING[kind] = thread
+    return _WARMING[kind]
 
 
 def build_source(config: CarConfig, context: SourceContext) -> FrameSource:

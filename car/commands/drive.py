@@ -50,9 +50,12 @@ def run(args: argparse.Namespace) -> int:
         for key, default, allowed, help_text in field_docs():
             print(f"{key:<26} {default:<18} {allowed:<40} {help_text}")
         return 0
+    config = effective_config(args)
+    from car.build import warm_up_source
+
+    warm_up_source(config)  # the simulator's textures build while the rest of the drive code imports
     from car.run_drive import drive
 
-    config = effective_config(args)
     result = drive(config, out=(lambda _line: None) if args.json else print)
     if args.json:
         s = result.summary
