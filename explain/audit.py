@@ -408,13 +408,14 @@ def run_audit(options: AuditOptions) -> AuditResult:
     import torch
 
     from car.drivelog import DriveLogReader
-    from explain.deepshap import DeepShapEngine
+    from explain.deepshap import DeepShapEngine, keep_freed_memory
     from explain.report import write_report
     from vision.preprocess import fit_to_input, to_network_input
     from vision.torch_model import load_torch_network
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
+    keep_freed_memory()
     if options.device.startswith("cuda") and not torch.cuda.is_available():
         raise ExplainError(f"--device {options.device}: no CUDA device here; use --device cpu")
     if not 0.0 < options.horizon < 1.0:

@@ -139,9 +139,16 @@ class Conv2dRule(AffineRule):
         assert isinstance(m, nn.Conv2d)
         if isinstance(m.padding, str) or m.padding_mode != "zeros":
             return super().vjp(g, in_shape)
-        return torch.nn.grad.conv2d_input(  # type: ignore[attr-defined]
-            (g.shape[0], *in_shape), m.weight, g, m.stride, m.padding, m.dilation, m.groups
+        # The input gradient of a convolution is the transposed convolution of the output gradient;
+        # output_padding restores the rows/columns a strided convolution dropped.
+        stride, padding, dilation = _pair(m.stride), _pair(m.padding), _pair(m.dilation)
+        kernel = _pair(m.kernel_size)
+        extra = tuple(
+            in_shape[1 + i]
+            - ((g.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel[i] - 1) + 1)
+            for i in range(2)
         )
+        return F.conv_transpose2d(g, m.weight, None, stride, padding, extra, m.groups, dilation)
 
 
 class ActivationRule(LayerRule):

@@ -101,6 +101,31 @@ def test_other_activations_use_the_same_rule_as_shap(act: type[nn.Module]):
     assert np.abs(values - reference).max() <= TOL * max(1.0, np.abs(reference).max())
 
 
+def test_strided_first_convolution_like_edgenet():
+    torch.manual_seed(15)
+    model = built(
+        chain(
+            nn.Conv2d(3, 4, 3, stride=2, padding=1),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(4, 4, 3, padding=1),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Dropout(0.25),
+            nn.Flatten(),
+            nn.LazyLinear(8),
+            nn.ReLU(),
+            nn.Linear(8, 2),
+            nn.Sigmoid(),
+        ),
+        33,  # odd size: the strided convolution drops a row and column that the gradient must restore
+    )
+    background, frames = inputs(16, 8, 33), inputs(17, 2, 33)
+    reference = published(model, background, frames)
+    values = DeepShapEngine(model, background).explain(frames.numpy()).values
+    assert np.abs(values - reference).max() <= TOL * max(1.0, np.abs(reference).max())
+
+
 def test_padded_maxpool_takes_shaps_unpool_path():
     model = built(seed_like(9, pool=nn.MaxPool2d(2, stride=2, padding=1)), 32)
     background, frames = inputs(10, 8), inputs(11, 2)
