@@ -147,3 +147,15 @@ def test_car_train_writes_a_bundle_whose_live_path_sees_the_same_colours(tmp_pat
     for runtime in ("onnx", "torch", "onnx-int8"):
         result = evaluate.evaluate(out, test, runtime=runtime, with_baseline=False)
         assert result.network.accuracy >= 0.9, (runtime, result.network)
+
+
+def test_limit_takes_a_seeded_random_subset_not_the_first_names(tmp_path):
+    """Names start with the label, so the first N files by name would all be GO."""
+    from vision.export import load_labelled_frames
+
+    folder = write_folder(tmp_path / "f", 20, seed=4)
+    a = load_labelled_frames(folder, 224, limit=8, seed=0)
+    b = load_labelled_frames(folder, 224, limit=8, seed=0)
+    assert len(a) == 8 and a.labels is not None and set(a.labels.tolist()) == {0, 1}
+    np.testing.assert_array_equal(a.images, b.images)
+    assert len(load_labelled_frames(folder, 224)) == 20

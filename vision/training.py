@@ -208,19 +208,21 @@ def train_to_bundle(
 
     Parity and INT8 calibration use the validation frames: real frames the network did not train on.
     """
-    from vision.datasets import load_dataset
-    from vision.export import LabelledFrames, build_bundle
+    from vision.datasets import scan_folder
+    from vision.export import LabelledFrames, build_bundle, load_labelled_frames
 
     prep = prep or Preprocessing()
-    dataset = load_dataset(data, size=prep.input_size, progress=config.progress, limit=limit)
     if config.progress:
-        print(dataset.scan.summary(), file=sys.stderr)
-    result = train_network(dataset.images, dataset.labels, config, prep)
-    n_stop = int((dataset.labels == STOP).sum())
+        print(scan_folder(data).summary(), file=sys.stderr)
+    frames = load_labelled_frames(data, prep.input_size, limit, config.seed, progress=config.progress)
+    images, labels = frames.images, frames.labels
+    assert labels is not None
+    result = train_network(images, labels, config, prep)
+    n_stop = int((labels == STOP).sum())
     summary = TrainingDataSummary(
         source=str(Path(data)),
-        n_total=len(dataset.labels),
-        n_go=len(dataset.labels) - n_stop,
+        n_total=len(labels),
+        n_go=len(labels) - n_stop,
         n_stop=n_stop,
         n_train=len(result.split.train),
         n_val=len(result.split.val),
@@ -233,7 +235,7 @@ def train_to_bundle(
     metrics = BundleMetrics(
         val_loss=best.val_loss, val_accuracy=best.val_accuracy, best_epoch=best.epoch, epochs=config.epochs
     )
-    calib = LabelledFrames(dataset.images[result.split.val], dataset.labels[result.split.val])
+    calib = LabelledFrames(images[result.split.val], labels[result.split.val])
     bundle = build_bundle(
         result.network, config.arch, out, calib, int8=int8, prep=prep, metrics=metrics, data=summary
     )

@@ -15,7 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--calib", type=Path, default=None, help="folder of real frames: parity + calibration"
     )
     parser.add_argument(
-        "--limit", type=int, default=512, help="use at most N calibration frames (default 512)"
+        "--limit",
+        type=int,
+        default=512,
+        help="at most N calibration frames, a seeded random subset (default 512)",
     )
     parser.add_argument("--json", action="store_true", help="print the manifest's metrics as JSON")
 
@@ -23,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vision.bundle import load_bundle
     from vision.errors import VisionError
-    from vision.export import LabelledFrames, reexport_bundle
+    from vision.export import load_labelled_frames, reexport_bundle
 
     if args.int8 and args.calib is None:
         raise VisionError("--int8 needs --calib DATA: a folder of real frames to calibrate on")
@@ -35,15 +38,8 @@ def run(args: argparse.Namespace) -> int:
         )
     calib = None
     if args.calib is not None:
-        from vision.datasets import load_dataset
-
-        dataset = load_dataset(
-            args.calib,
-            size=bundle.manifest.preprocessing.input_size,
-            progress=not args.json,
-            limit=args.limit,
-        )
-        calib = LabelledFrames(dataset.images, dataset.labels)
+        size = bundle.manifest.preprocessing.input_size
+        calib = load_labelled_frames(args.calib, size, args.limit, seed=0, progress=not args.json)
     bundle = reexport_bundle(bundle, calib, int8=args.int8)
     m = bundle.manifest.metrics
     if args.json:
