@@ -18,7 +18,7 @@ import numpy as np
 from explain.background import DEFAULT_SPEC, Background, load_background
 from explain.errors import ExplainError
 from explain.metrics import Focus, Look, focus, look, mask_to_input, pixel_map, rests_on_background
-from explain.occlusion import OcclusionRow, occlusion_table
+from explain.occlusion import Explainer, OcclusionRow, occlusion_table
 from explain.sanity import SanityCheck
 from explain.selection import TickInfo, parse_selector
 from explain.store import AttributionStore, Fingerprint, StoredFrame, ids_sha256, pixels_sha256
@@ -377,7 +377,8 @@ def summarise(
     )
 
 
-def _stop_explainer(engine: DeepShapEngine, prep: Preprocessing):  # type: ignore[no-untyped-def]
+def _stop_explainer(engine: DeepShapEngine, prep: Preprocessing) -> Explainer:
+    """P(STOP) and STOP pixel maps of RGB frames, for the occlusion check."""
     from explain.sanity import stop_maps_of
     from vision.preprocess import to_network_input
 
@@ -409,7 +410,7 @@ def run_audit(options: AuditOptions) -> AuditResult:
 
     from car.drivelog import DriveLogReader
     from explain.deepshap import DeepShapEngine, keep_freed_memory
-    from explain.report import write_report
+    from explain.report import figure_frames, write_report
     from vision.preprocess import fit_to_input, to_network_input
     from vision.torch_model import load_torch_network
 
@@ -453,19 +454,24 @@ def run_audit(options: AuditOptions) -> AuditResult:
         by_seq = {t.seq: t for t in ticks}
         has_truth = any(t.truth_label is not None for t in ticks)
         frames: list[FrameAudit] = []
-        images: dict[int, np.ndarray] = {}
-        stored: dict[int, StoredFrame] = {}
         for seq in seqs:
             record = log[seq]
             assert record.rgb is not None
             mask = None if record.truth is None else record.truth.mask
             if record.truth is not None and mask is None:
                 mask = np.zeros(record.rgb.shape[:2], dtype=bool)
-            stored[seq] = store.load(seq)
-            frames.append(audit_frame(stored[seq], by_seq[seq], mask, has_truth, options.horizon))
-            images[seq] = fit_to_input(record.rgb, prep.input_size)
+            frames.append(audit_frame(store.load(seq), by_seq[seq], mask, has_truth, options.horizon))
+        ranked = sorted(frames, key=lambda f: -f.p_stop)
+        # Only the frames the report draws and the checks use are kept in memory (a long drive with
+        # `--select all` has thousands of explained frames).
+        wanted = {f.seq for f in figure_frames(frames)}
+        wanted |= {f.seq for f in ranked[: max(options.occlusion_frames, options.sanity_frames)]}
+        images: dict[int, np.ndarray] = {}
+        for seq in sorted(wanted):
+            rgb = log[seq].rgb
+            assert rgb is not None
+            images[seq] = fit_to_input(rgb, prep.input_size)
     t2 = time.perf_counter()
-    ranked = sorted(frames, key=lambda f: -f.p_stop)
     occlusion: tuple[OcclusionRow, ...] = ()
     if options.occlusion_frames > 0:
         picked = np.stack([images[f.seq] for f in ranked[: options.occlusion_frames]])
@@ -500,7 +506,7 @@ def run_audit(options: AuditOptions) -> AuditResult:
         timings=timings,
     )
     t4 = time.perf_counter()
-    write_report(result, images, stored)
+    write_report(result, images, store.load)
     timings["report"] = time.perf_counter() - t4
     timings["total"] = time.perf_counter() - t0
     return result

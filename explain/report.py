@@ -12,7 +12,7 @@ import base64
 import html
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -162,9 +162,10 @@ def _frame_caption(frame: FrameAudit) -> str:
     return "; ".join(parts)
 
 
-def figure_frames(result: AuditResult) -> list[FrameAudit]:
-    flagged = [f for f in result.frames if f.flagged]
-    rest = sorted((f for f in result.frames if not f.flagged), key=lambda f: -f.p_stop)
+def figure_frames(frames: Sequence[FrameAudit]) -> list[FrameAudit]:
+    """The frames the report draws: the flagged ones, then the most confident STOPs."""
+    flagged = [f for f in frames if f.flagged]
+    rest = sorted((f for f in frames if not f.flagged), key=lambda f: -f.p_stop)
     return (flagged + rest)[:MAX_FRAME_FIGURES]
 
 
@@ -255,7 +256,7 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
         f'<figure><img alt="seq {f.seq}" src="{_data_uri(overlays[f.seq].png)}">'
         f"<figcaption><b>{html.escape(_frame_title(f))}</b> (frame, then its maps; colour scale "
         f"±{overlays[f.seq].scale:.2g}): {_frame_caption(f)}</figcaption></figure>"
-        for f in figure_frames(result)
+        for f in figure_frames(result.frames)
         if f.seq in overlays
     )
     bg = result.background
@@ -326,7 +327,7 @@ def audit_json(result: AuditResult) -> dict[str, object]:
 
 
 def write_report(
-    result: AuditResult, images: Mapping[int, np.ndarray], stored: Mapping[int, StoredFrame]
+    result: AuditResult, images: Mapping[int, np.ndarray], load: Callable[[int], StoredFrame]
 ) -> Path:
     out = Path(result.options.out)
     figures_dir = out / "figures"
@@ -334,8 +335,8 @@ def write_report(
     timeline = timeline_png(result)
     (figures_dir / "timeline.png").write_bytes(timeline)
     overlays: dict[int, Overlay] = {}
-    for frame in figure_frames(result):
-        overlays[frame.seq] = overlay(images[frame.seq], stored[frame.seq])
+    for frame in figure_frames(result.frames):
+        overlays[frame.seq] = overlay(images[frame.seq], load(frame.seq))
         (figures_dir / f"seq_{frame.seq:08d}.png").write_bytes(overlays[frame.seq].png)
     (out / "audit.json").write_text(
         json.dumps(audit_json(result), indent=2, default=float) + "\n", encoding="utf-8"
