@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,14 +20,27 @@ from car.drivelog import DriveLogReader
 from explain.audit import AuditOptions, frame_inputs, run_audit
 from explain.deepshap import DeepShapEngine
 from explain.metrics import focus, mask_to_input, pixel_map
-from tests.test_explain_support import PREP, can_detector, make_bundle, random_network, write_drive
+from tests.test_explain_support import (
+    PREP,
+    can_detector,
+    make_bundle,
+    random_network,
+    tiny_arch_registered,
+    write_drive,
+)
 from vision.labels import STOP
 
 TICKS = 16
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tiny_arch() -> Iterator[None]:
+    with tiny_arch_registered():
+        yield
+
+
 @pytest.fixture(scope="module")
-def drive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def drive(tmp_path_factory: pytest.TempPathFactory, tiny_arch: None) -> Path:
     root = tmp_path_factory.mktemp("explain")
     bundle = make_bundle(root, can_detector())
     return write_drive(root / "drive.sqlite", bundle, TICKS)

@@ -9,6 +9,8 @@ project's own bundle builder, so the audit walks exactly the path it walks for a
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +60,18 @@ class TinyCanNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-if ARCH not in ARCHITECTURES:
-    register(ARCH)(TinyCanNet)
+@contextlib.contextmanager
+def tiny_arch_registered() -> Iterator[None]:
+    """Make the bundle builder and loader know ARCH for a while. Registered only inside the explain
+    tests' fixtures, never at import: other tests enumerate the registry of shipped architectures."""
+    added = ARCH not in ARCHITECTURES
+    if added:
+        register(ARCH)(TinyCanNet)
+    try:
+        yield
+    finally:
+        if added:
+            ARCHITECTURES.pop(ARCH, None)
 
 
 def can_detector() -> TinyCanNet:
