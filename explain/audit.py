@@ -325,13 +325,24 @@ def explain_frames(
     return reused
 
 
+@dataclass(frozen=True, slots=True)
+class FrameContext:
+    """What judging one frame needs besides its values."""
+
+    has_truth: bool  # the drive has ground truth (simulated)
+    horizon: float
+    threshold: float
+
+
 def audit_frame(
-    stored: StoredFrame, tick: Tick, can_mask: np.ndarray | None, has_truth: bool, horizon: float
+    stored: StoredFrame, tick: Tick, can_mask: np.ndarray | None, ctx: FrameContext
 ) -> FrameAudit:
+    """Metrics of one explained frame. Flagged: the network's own STOP (P(STOP) ≥ threshold; a STOP the
+    policy forced because of a fault is not the network's) resting mostly on background."""
     stop_map = pixel_map(stored.values[stored.outputs.index(STOP)])
     size = stop_map.shape[0]
     focus_score = None if can_mask is None else focus(stop_map, mask_to_input(can_mask, size))
-    look_score = look(stop_map, horizon)
+    look_score = look(stop_map, ctx.horizon)
     p_stop = float(stored.model_output[stored.outputs.index(STOP)])
     p_go = float(stored.model_output[stored.outputs.index(GO)]) if GO in stored.outputs else float("nan")
     return FrameAudit(
@@ -344,7 +355,7 @@ def audit_frame(
         truth_label=tick.truth_label,
         focus=focus_score,
         look=look_score,
-        flagged=rests_on_background(tick.decision == STOP, focus_score, has_truth, look_score),
+        flagged=rests_on_background(p_stop >= ctx.threshold, focus_score, ctx.has_truth, look_score),
     )
 
 
@@ -453,6 +464,7 @@ def run_audit(options: AuditOptions) -> AuditResult:
         timings["explain"] = time.perf_counter() - t1
         by_seq = {t.seq: t for t in ticks}
         has_truth = any(t.truth_label is not None for t in ticks)
+        context = FrameContext(has_truth, options.horizon, model.threshold)
         frames: list[FrameAudit] = []
         for seq in seqs:
             record = log[seq]
@@ -460,7 +472,7 @@ def run_audit(options: AuditOptions) -> AuditResult:
             mask = None if record.truth is None else record.truth.mask
             if record.truth is not None and mask is None:
                 mask = np.zeros(record.rgb.shape[:2], dtype=bool)
-            frames.append(audit_frame(store.load(seq), by_seq[seq], mask, has_truth, options.horizon))
+            frames.append(audit_frame(store.load(seq), by_seq[seq], mask, context))
         ranked = sorted(frames, key=lambda f: -f.p_stop)
         # Only the frames the report draws and the checks use are kept in memory (a long drive with
         # `--select all` has thousands of explained frames).

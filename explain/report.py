@@ -158,7 +158,7 @@ def _frame_caption(frame: FrameAudit) -> str:
     if frame.faults:
         parts.append("faults: " + ", ".join(frame.faults))
     if frame.flagged:
-        parts.append("<b>FLAGGED: STOP rests mostly on background</b>")
+        parts.append("<b>FLAGGED: the network's STOP rests mostly on background</b>")
     return "; ".join(parts)
 
 
@@ -212,7 +212,7 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
         ("share of the image the can covers (a random map's score)", _fmt(n.random_focus_mean, "{:.1%}")),
         ("pointing game hit rate", _fmt(n.pointing_hit_rate, "{:.1%}")),
         ("STOP attribution below the horizon (mean)", _fmt(n.below_horizon_mean, "{:.1%}")),
-        ("flagged (STOP resting mostly on background)", str(n.flagged)),
+        ("flagged (the network's STOP resting mostly on background)", str(n.flagged)),
         ("decisions the explained network agrees with", f"{n.agree} of {n.agree_of}"),
         ("audit time", f"{n.seconds:.1f} s"),
     ]

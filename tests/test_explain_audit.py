@@ -72,6 +72,7 @@ def test_cli_audit_prints_its_numbers_and_writes_a_loadable_report(drive: Path, 
     # The can detector's STOP attribution lies on the can, far above what a random map would score.
     assert numbers["stop_focus_mean"] > 0.8 > 5 * numbers["random_focus_mean"]
     assert numbers["pointing_hit_rate"] >= 0.9
+    assert numbers["flagged"] == 0  # its STOPs rest on the can (the fault-forced STOP has no frame)
     assert numbers["sanity_passed"] is True
     audit = json.loads((out / "audit.json").read_text())
     assert audit["background"]["ids"] == [f"sim:0#{i}" for i in range(6)]
