@@ -32,6 +32,7 @@ from car.types import (
 from vision.bundle import MANIFEST_NAME, ModelBundle
 from vision.detector import OnnxDetector
 from vision.export import LabelledFrames, build_bundle
+from vision.frame import GroundTruth
 from vision.labels import GO, STOP
 from vision.networks import ARCHITECTURES, register
 from vision.preprocess import Preprocessing, fit_to_input, preprocess
@@ -85,6 +86,7 @@ def can_detector() -> TinyCanNet:
         conv1, conv2, linear = net.features[0], net.features[3], net.classifier[2]
         assert isinstance(conv1, nn.Conv2d) and isinstance(conv2, nn.Conv2d) and isinstance(linear, nn.Linear)
         conv1.weight[0, :, 1, 1] = -1.0 / 3.0
+        assert conv1.bias is not None and linear.bias is not None
         conv1.bias[0] = -1.5
         conv2.weight[0, 0, 1, 1] = 1.0
         below = torch.zeros(4, 16, 16)
@@ -106,7 +108,7 @@ def make_bundle(root: Path, network: nn.Module, name: str = "tiny-can", *, int8:
     if int8:
         frames = drive_frames(16, seed=11)
         images = np.stack([fit_to_input(rgb, SIZE) for rgb, _ in frames])
-        calib = LabelledFrames(images, np.asarray([t.label for _, t in frames]))  # type: ignore[attr-defined]
+        calib = LabelledFrames(images, np.asarray([t.label for _, t in frames]))
     return build_bundle(network, ARCH, root / name, calib, int8=int8, name=name, prep=PREP)
 
 
@@ -116,14 +118,14 @@ def bundle_files(bundle: ModelBundle) -> tuple[BundleFile, ...]:
     return tuple(sorted(files, key=lambda f: f.role))
 
 
-def drive_frames(ticks: int, seed: int = 3) -> list[tuple[np.ndarray, object]]:
+def drive_frames(ticks: int, seed: int = 3) -> list[tuple[np.ndarray, GroundTruth]]:
     """The car driving at a can on its path: (RGB, ground truth) per tick, 0.1 s apart."""
     from vision.sim import Placement, World, WorldConfig, sample_scene
 
     config = WorldConfig()
     scene = sample_scene(np.random.default_rng(seed), "can_path", config, Placement(ahead=(0.9, 1.0)))
     world = World(config, scene, seed=seed)
-    out = []
+    out: list[tuple[np.ndarray, GroundTruth]] = []
     for _ in range(ticks):
         rgb, truth = world.render()
         out.append((rgb, truth))
@@ -170,7 +172,7 @@ def write_drive(
 
 
 def _record(
-    seq: int, rgb: np.ndarray | None, decision: Decision, faults: tuple[Fault, ...], truth: object
+    seq: int, rgb: np.ndarray | None, decision: Decision, faults: tuple[Fault, ...], truth: GroundTruth | None
 ) -> DriveRecord:
     kind = CommandKind.STOP if decision.label == STOP else CommandKind.DRIVE
     return DriveRecord(
@@ -185,5 +187,5 @@ def _record(
         ack=None,
         faults=faults,
         timings=StageTimings(),
-        truth=truth,  # type: ignore[arg-type]
+        truth=truth,
     )
