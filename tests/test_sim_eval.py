@@ -66,6 +66,17 @@ def test_command_json_keys(bundles: dict[str, Path], capsys: pytest.CaptureFixtu
     not (DEFAULT_BUNDLE / "manifest.json").exists(), reason="the shipped bundle is not built yet"
 )
 def test_shipped_model_short_closed_loop_evaluation() -> None:
-    report = evaluate(EvalSettings(runs=6, seed=1), CarConfig())
-    assert report.collisions == 0
-    assert report.false_stops <= 1
+    """Three short runs (2 m track): a can on the path, a dark mat on the path, a can beside it."""
+    from vision.sim import WorldConfig
+
+    settings = EvalSettings(
+        runs=3, seed=9, kinds=("can_path", "dark_mat", "can_side"), world=WorldConfig(track_length_m=2.0)
+    )
+    report = evaluate(settings, CarConfig())
+    assert sorted(o.kind for o in report.outcomes) == ["can_path", "can_side", "dark_mat"]
+    assert report.collisions == 0 and report.false_stops == 0
+    by_kind = {o.kind: o for o in report.outcomes}
+    can = by_kind["can_path"]
+    assert can.outcome == "stopped_for_can"  # the can starts 1.3 m ahead, inside the 2 m track
+    assert can.stop_distance_m is not None and 0.0 < can.stop_distance_m <= 0.7
+    assert by_kind["dark_mat"].outcome == by_kind["can_side"].outcome == "reached_end"
