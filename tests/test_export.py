@@ -107,12 +107,15 @@ def test_car_export_rebuilds_onnx_and_int8_from_weights(int8_bundle: Path, tmp_p
     copy = Path(shutil.copytree(int8_bundle, tmp_path / "b"))
     before = load_bundle(copy)
     data = write_folder(tmp_path / "calib", 12, seed=9)
-    args = argparse.Namespace(bundle=copy, int8=True, calib=data, limit=512, json=True)
+    args = argparse.Namespace(bundle=copy, int8=True, calib=data, limit=512, int8_scope="all", json=True)
     assert export.run(args) == 0
     after = load_bundle(copy)
     assert after.manifest.files["weights"] == before.manifest.files["weights"]
     assert after.manifest.metrics.int8_frames == 12 and after.manifest.metrics.parity_frames == 12
     assert after.manifest.name == before.manifest.name
+    assert after.manifest.metrics.int8_scope == "all"
+    int8_model = onnx.load(str(after.path_of("onnx_int8")))
+    assert any(n.op_type == "DequantizeLinear" and "Conv" in n.name for n in int8_model.graph.node)
 
 
 def test_car_export_int8_needs_calib(int8_bundle: Path):
@@ -120,4 +123,8 @@ def test_car_export_int8_needs_calib(int8_bundle: Path):
     from vision.errors import VisionError
 
     with pytest.raises(VisionError, match="--calib"):
-        export.run(argparse.Namespace(bundle=int8_bundle, int8=True, calib=None, limit=512, json=False))
+        export.run(
+            argparse.Namespace(
+                bundle=int8_bundle, int8=True, calib=None, limit=512, int8_scope="linear", json=False
+            )
+        )

@@ -219,6 +219,7 @@ def build_bundle(
     parity_frames = calib.head(MAX_CALIBRATION_FRAMES) if calib is not None else stand_in_frames(prep)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a bundle is shared, read-only data
     try:
         network = network.eval().cpu()
         save_weights(network, staging / WEIGHTS_FILE)

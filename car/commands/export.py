@@ -20,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=512,
         help="at most N calibration frames, a seeded random subset (default 512)",
     )
+    parser.add_argument(
+        "--int8-scope",
+        choices=("linear", "all"),
+        default="linear",
+        help="operators to quantise: linear = fully connected only (default; fastest on AVX2 without "
+        "VNNI), all = convolutions too (for CPUs with int8 dot-product instructions)",
+    )
     parser.add_argument("--json", action="store_true", help="print the manifest's metrics as JSON")
 
 
@@ -40,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calib is not None:
         size = bundle.manifest.preprocessing.input_size
         calib = load_labelled_frames(args.calib, size, args.limit, seed=0, progress=not args.json)
-    bundle = reexport_bundle(bundle, calib, int8=args.int8)
+    bundle = reexport_bundle(bundle, calib, int8=args.int8, int8_scope=args.int8_scope)
     m = bundle.manifest.metrics
     if args.json:
         from dataclasses import asdict
