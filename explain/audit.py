@@ -7,6 +7,7 @@ background → explain (stored per frame, resumable) → metrics, occlusion, san
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -228,10 +229,18 @@ def check_model(
     threshold = meta.threshold
     agree = compared = 0
     worst = 0.0
+    # A channels-last copy: oneDNN's convolutions and max-pooling run ~1.7x faster in that layout on CPU
+    # (the same weights and arithmetic; outputs equal to ~1e-7). The original keeps its layout for DeepSHAP.
+    twin = copy.deepcopy(network).to(memory_format=torch.channels_last)
     with torch.inference_mode():
         for batch in _framed_batches(log):
             x = torch.from_numpy(frame_inputs([b[1] for b in batch], prep)).to(device)
-            p = network(x)[:, STOP].cpu().numpy().astype(np.float64)
+            p = (
+                twin(x.contiguous(memory_format=torch.channels_last))[:, STOP]
+                .cpu()
+                .numpy()
+                .astype(np.float64)
+            )
             for (_, _, logged), mine in zip(batch, p, strict=True):
                 if logged is None:
                     continue
