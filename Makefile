@@ -26,7 +26,7 @@ system-packages:
 	@bash tools/install-system-packages.sh
 
 drive: $(RUN_STAMP)
-	$(BIN)/car sim demo
+	DRIVE_SECONDS=$(DRIVE_SECONDS) bash tools/main-job.sh
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
