@@ -49,7 +49,7 @@ class ClassificationReport:
         """A short human-readable summary: the headline numbers and the confusion matrix."""
         (go_p, go_r), (stop_p, stop_r) = self.per_class()
         c = self.confusion
-        width = max(len(str(v)) for row in c for v in row) + 2
+        width = max(len("STOP"), *(len(str(v)) for row in c for v in row)) + 2
         lines = [
             f"n          {self.n}",
             f"accuracy   {self.accuracy:.4f}",
