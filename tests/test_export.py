@@ -14,7 +14,16 @@ import torch
 from tests.test_training import coloured_frames, write_folder
 from vision.bundle import load_bundle
 from vision.detector import OnnxDetector
-from vision.export import ExportError, LabelledFrames, _check_parity, build_bundle, torch_probs
+from vision.export import (
+    ExportError,
+    LabelledFrames,
+    _check_parity,
+    build_bundle,
+    onnx_graph_order,
+    relu_before_pool,
+    stand_in_frames,
+    torch_probs,
+)
 from vision.networks import build_network
 from vision.preprocess import Preprocessing, to_network_input
 
@@ -107,7 +116,15 @@ def test_car_export_rebuilds_onnx_and_int8_from_weights(int8_bundle: Path, tmp_p
     copy = Path(shutil.copytree(int8_bundle, tmp_path / "b"))
     before = load_bundle(copy)
     data = write_folder(tmp_path / "calib", 12, seed=9)
-    args = argparse.Namespace(bundle=copy, int8=True, calib=data, limit=512, int8_scope="all", json=True)
+    args = argparse.Namespace(
+        bundle=copy,
+        int8=True,
+        calib=data,
+        limit=512,
+        int8_scope="all",
+        graph_order="relu-before-pool",
+        json=True,
+    )
     assert export.run(args) == 0
     after = load_bundle(copy)
     assert after.manifest.files["weights"] == before.manifest.files["weights"]
@@ -115,7 +132,9 @@ def test_car_export_rebuilds_onnx_and_int8_from_weights(int8_bundle: Path, tmp_p
     assert after.manifest.name == before.manifest.name
     assert after.manifest.metrics.int8_scope == "all"
     int8_model = onnx.load(str(after.path_of("onnx_int8")))
-    assert any(n.op_type == "DequantizeLinear" and "Conv" in n.name for n in int8_model.graph.node)
+    producers = {out: n.op_type for n in int8_model.graph.node for out in n.output}
+    convs = [n for n in int8_model.graph.node if n.op_type == "Conv"]
+    assert convs and all(producers.get(c.input[1]) == "DequantizeLinear" for c in convs)
 
 
 def test_car_export_int8_needs_calib(int8_bundle: Path):
@@ -125,6 +144,59 @@ def test_car_export_int8_needs_calib(int8_bundle: Path):
     with pytest.raises(VisionError, match="--calib"):
         export.run(
             argparse.Namespace(
-                bundle=int8_bundle, int8=True, calib=None, limit=512, int8_scope="linear", json=False
+                bundle=int8_bundle,
+                int8=True,
+                calib=None,
+                limit=512,
+                int8_scope="linear",
+                graph_order="as-trained",
+                json=False,
             )
         )
+
+
+def _op_sequence(path: Path) -> list[str]:
+    model = onnx.load(str(path))
+    ops = [n.op_type for n in model.graph.node if n.op_type in ("Conv", "Relu", "MaxPool")]
+    return ops[:-1] if ops[-1] == "Relu" else ops  # drop the classifier's ReLU
+
+
+@pytest.mark.parametrize("arch", ["seed", "edge"])
+def test_relu_before_pool_twin_is_bit_exact_and_leaves_the_network_alone(arch: str):
+    torch.manual_seed(3)
+    network = build_network(arch).eval()
+    published = [type(m).__name__ for m in network.features]
+    twin = relu_before_pool(network).eval()
+    assert [type(m).__name__ for m in network.features] == published  # the caller's order is kept
+    assert published[:3] == ["Conv2d", "MaxPool2d", "ReLU"]
+    assert [type(m).__name__ for m in twin.features][:3] == ["Conv2d", "ReLU", "MaxPool2d"]
+    assert twin.state_dict().keys() == network.state_dict().keys()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        assert torch.equal(network.features(x), twin.features(x))  # exact, not merely close
+        assert torch.equal(network(x), twin(x))
+
+
+def test_exported_graph_order_is_recorded_and_parity_checked_against_the_published_network(
+    int8_bundle: Path, tmp_path: Path
+):
+    bundle = load_bundle(int8_bundle)
+    assert onnx_graph_order(bundle.path_of("onnx")) == "relu-before-pool"
+    assert _op_sequence(bundle.path_of("onnx")) == ["Conv", "Relu", "MaxPool"] * 4
+    assert bundle.manifest.metrics.onnx_parity_max_abs <= 1e-5
+    torch.manual_seed(1)
+    network = build_network("edge")
+    old = build_bundle(network, "edge", tmp_path / "old", graph_order="as-trained")
+    assert onnx_graph_order(old.path_of("onnx")) == "as-trained"
+    assert _op_sequence(old.path_of("onnx")) == ["Conv", "MaxPool", "Relu"] * 4
+    new = build_bundle(network, "edge", tmp_path / "new")
+    x = to_network_input(stand_in_frames(Preprocessing(), n=4, seed=5).images, Preprocessing())
+    old_probs = OnnxDetector(old).predict(x)
+    assert np.max(np.abs(OnnxDetector(new).predict(x) - old_probs)) <= 1e-6
+    assert new.manifest.files["weights"].sha256 == old.manifest.files["weights"].sha256
+
+
+def test_unknown_graph_order_is_an_error_before_writing_anything(tmp_path: Path):
+    with pytest.raises(ExportError, match="choose one of"):
+        build_bundle(build_network("edge"), "edge", tmp_path / "x", graph_order="upside-down")
+    assert list(tmp_path.iterdir()) == []

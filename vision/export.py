@@ -6,14 +6,23 @@ untrained network in a few seconds, so other parts' tests can make a real bundle
     from vision.export import build_bundle
     from vision.networks import build_network
     bundle = build_bundle(build_network("edge"), "edge", tmp_path / "tiny")
+
+The ONNX graph is exported from a *graph order* of the network (`GRAPH_ORDERS`). The default,
+"relu-before-pool", swaps every published MaxPool → ReLU pair into ReLU → MaxPool. The two commute exactly
+(ReLU is monotonic, so max(relu(x)) = relu(max(x)), bit for bit), and the parity check against the torch
+network in its published order proves it on every export. The swap lets onnxruntime fuse each ReLU into its
+convolution (and, in INT8 graphs, fold it into the quantised convolution). The torch weights, training and
+DeepSHAP keep the published order; only the ONNX graph differs. The order is recorded in the ONNX file's
+metadata (`gostop.graph_order`).
 """
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -50,6 +59,53 @@ OUTPUT_NAME = "probs"
 
 class ExportError(VisionError, RuntimeError):
     """Export failed a check (parity, ONNX validity); the message says which and by how much."""
+
+
+GRAPH_ORDER_KEY = "gostop.graph_order"
+
+
+def as_trained(network: nn.Module) -> nn.Module:
+    """The network exactly as published and trained (Conv → MaxPool → ReLU)."""
+    return network
+
+
+def relu_before_pool(network: nn.Module) -> nn.Module:
+    """A copy of `network` in which every `MaxPool2d` directly followed by a `ReLU` in an `nn.Sequential`
+    runs after it instead. Same weights (and state_dict keys: neither module has parameters), identical
+    outputs: max-pooling and ReLU commute exactly. The caller's network is left as it is.
+    """
+    twin = copy.deepcopy(network)
+    for module in twin.modules():
+        if isinstance(module, nn.Sequential):
+            _swap_pool_relu_pairs(module)
+    return twin
+
+
+def _swap_pool_relu_pairs(sequence: nn.Sequential) -> None:
+    children = list(sequence)
+    i = 0
+    while i < len(children) - 1:
+        if isinstance(children[i], nn.MaxPool2d) and isinstance(children[i + 1], nn.ReLU):
+            sequence[i], sequence[i + 1] = children[i + 1], children[i]
+            i += 2
+        else:
+            i += 1
+
+
+GRAPH_ORDERS: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "relu-before-pool": relu_before_pool,
+    "as-trained": as_trained,
+}
+DEFAULT_GRAPH_ORDER = "relu-before-pool"
+
+
+def graph_order_twin(network: nn.Module, graph_order: str) -> nn.Module:
+    """The module to trace for the ONNX graph, in the named graph order (see `GRAPH_ORDERS`)."""
+    try:
+        rewrite = GRAPH_ORDERS[graph_order]
+    except KeyError:
+        raise ExportError(f"graph order {graph_order!r}: choose one of {sorted(GRAPH_ORDERS)}") from None
+    return rewrite(network)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +168,17 @@ def save_weights(network: nn.Module, path: Path) -> Path:
     return path
 
 
-def export_onnx(network: nn.Module, path: Path, input_size: int) -> Path:
-    """A single-file ONNX graph (opset 17) with a dynamic batch dimension, checked by `onnx.checker`."""
+def export_onnx(
+    network: nn.Module, path: Path, input_size: int, graph_order: str = DEFAULT_GRAPH_ORDER
+) -> Path:
+    """A single-file ONNX graph (opset 17) with a dynamic batch dimension, checked by `onnx.checker`.
+
+    The graph is traced from `network` in `graph_order` (recorded in the file's metadata); callers check
+    parity against `network` itself.
+    """
     import onnx
 
-    network = network.eval().cpu()
+    network = graph_order_twin(network.eval().cpu(), graph_order).eval()
     example = torch.zeros(1, 3, input_size, input_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -131,11 +193,28 @@ def export_onnx(network: nn.Module, path: Path, input_size: int) -> Path:
             dynamo=False,
             external_data=False,
         )
+    _record_graph_order(path, graph_order)
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
         raise ExportError(f"{path}: exported graph fails onnx.checker ({exc})") from None
     return path
+
+
+def _record_graph_order(path: Path, graph_order: str) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {GRAPH_ORDER_KEY: graph_order})
+    onnx.save(model, str(path))
+
+
+def onnx_graph_order(path: Path) -> str:
+    """The graph order an ONNX file was exported in ("" for files exported before it was recorded)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((p.value for p in model.metadata_props if p.key == GRAPH_ORDER_KEY), "")
 
 
 def torch_probs(network: nn.Module, frames: LabelledFrames, prep: Preprocessing) -> np.ndarray:
@@ -201,6 +280,7 @@ def build_bundle(
     data: TrainingDataSummary | None = None,
     threads: int = 1,
     int8_scope: str = DEFAULT_SCOPE,
+    graph_order: str = DEFAULT_GRAPH_ORDER,
 ) -> ModelBundle:
     """Export `network` into a complete bundle folder at `out_dir` (replacing one that is there).
 
@@ -209,6 +289,7 @@ def build_bundle(
     Without `calib`, parity is checked on 8 deterministic random images and INT8 is not possible.
     The bundle is assembled in a temporary folder beside `out_dir` and moved into place only when
     every check passed, so a failed export never leaves a half-written bundle behind.
+    `graph_order` picks the ONNX graph's operator order (see `GRAPH_ORDERS`); weights are saved as given.
     """
     from vision.quantize import quantize_int8
 
@@ -216,6 +297,8 @@ def build_bundle(
     prep = prep or Preprocessing()
     if int8 and calib is None:
         raise ExportError("INT8 needs real calibration frames: pass --calib DATA (a folder of frames)")
+    if graph_order not in GRAPH_ORDERS:
+        raise ExportError(f"graph order {graph_order!r}: choose one of {sorted(GRAPH_ORDERS)}")
     parity_frames = calib.head(MAX_CALIBRATION_FRAMES) if calib is not None else stand_in_frames(prep)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -223,7 +306,7 @@ def build_bundle(
     try:
         network = network.eval().cpu()
         save_weights(network, staging / WEIGHTS_FILE)
-        export_onnx(network, staging / ONNX_FILE, prep.input_size)
+        export_onnx(network, staging / ONNX_FILE, prep.input_size, graph_order)
         manifest = BundleManifest(
             name=name or out.name,
             arch=arch,
@@ -271,8 +354,10 @@ def reexport_bundle(
     bundle: ModelBundle,
     calib: LabelledFrames | None,
     int8: bool,
+    *,
     threads: int = 1,
     int8_scope: str = DEFAULT_SCOPE,
+    graph_order: str = DEFAULT_GRAPH_ORDER,
 ) -> ModelBundle:
     """`car export`: rebuild the bundle's ONNX (and INT8) from its torch weights, keeping its other facts."""
     from vision.torch_model import load_torch_network
@@ -298,4 +383,5 @@ def reexport_bundle(
         data=m.data,
         threads=threads,
         int8_scope=int8_scope,
+        graph_order=graph_order,
     )

@@ -1,4 +1,5 @@
-"""`car export BUNDLE [--int8 --calib DATA]`: re-export a bundle's ONNX (and INT8) from its torch weights."""
+"""`car export BUNDLE [--int8 --calib DATA] [--graph-order ORDER]`: re-export a bundle's ONNX (and INT8)
+from its torch weights."""
 
 from __future__ import annotations
 
@@ -27,13 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="operators to quantise: linear = fully connected only (default; fastest on AVX2 without "
         "VNNI), all = convolutions too (for CPUs with int8 dot-product instructions)",
     )
+    parser.add_argument(
+        "--graph-order",
+        choices=("relu-before-pool", "as-trained"),
+        default="relu-before-pool",
+        help="ONNX operator order: relu-before-pool = each MaxPool→ReLU exported as ReLU→MaxPool (default; "
+        "exact, lets onnxruntime fuse ReLU into the convolution), as-trained = the published order",
+    )
     parser.add_argument("--json", action="store_true", help="print the manifest's metrics as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     from vision.bundle import load_bundle
     from vision.errors import VisionError
-    from vision.export import load_labelled_frames, reexport_bundle
+    from vision.export import load_labelled_frames, onnx_graph_order, reexport_bundle
 
     if args.int8 and args.calib is None:
         raise VisionError("--int8 needs --calib DATA: a folder of real frames to calibrate on")
@@ -47,15 +55,24 @@ def run(args: argparse.Namespace) -> int:
     if args.calib is not None:
         size = bundle.manifest.preprocessing.input_size
         calib = load_labelled_frames(args.calib, size, args.limit, seed=0, progress=not args.json)
-    bundle = reexport_bundle(bundle, calib, int8=args.int8, int8_scope=args.int8_scope)
+    bundle = reexport_bundle(
+        bundle,
+        calib,
+        int8=args.int8,
+        int8_scope=args.int8_scope,
+        graph_order=args.graph_order,
+    )
     m = bundle.manifest.metrics
+    order = onnx_graph_order(bundle.path_of("onnx"))
     if args.json:
         from dataclasses import asdict
 
-        print(json.dumps({"bundle": str(bundle.root), "sha256": bundle.sha256, **asdict(m)}, indent=2))
+        doc = {"bundle": str(bundle.root), "sha256": bundle.sha256, "graph_order": order, **asdict(m)}
+        print(json.dumps(doc, indent=2))
         return 0
     print(
         f"wrote {bundle.path_of('onnx')} ({bundle.manifest.files['onnx'].bytes / 1e6:.2f} MB), "
+        f"graph order {order}, "
         f"torch↔onnxruntime max |Δprob| {m.onnx_parity_max_abs:.1e} on {m.parity_frames} frames"
     )
     if bundle.has("onnx_int8"):
