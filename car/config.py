@@ -121,9 +121,9 @@ class LoopConfig:
     )
     max_frame_age_s: float = _f(0.1, "a frame captured longer ago than this is stale: STOP", min=0.001)
     frame_timeout_s: float = _f(0.1, "no frame within this time is a fault: STOP", min=0.001)
-    blank_low: int = _f(8, "a frame whose brightest pixel is at most this is all black: STOP", min=0, max=255)
+    blank_low: int = _f(8, "a frame with 99 % of its pixels at most this is all black: STOP", min=0, max=255)
     blank_high: int = _f(
-        247, "a frame whose darkest pixel is at least this is all white: STOP", min=0, max=255
+        247, "a frame with 99 % of its pixels at least this is all white: STOP", min=0, max=255
     )
 
 
