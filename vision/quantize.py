@@ -5,10 +5,13 @@ thresholds keep their full resolution near 0 and 1.
 
 Which operators become INT8 is a named scope (`QUANT_SCOPES`). The default, "linear", quantises the fully
 connected layers only: they are memory-bound (the seed network's first Linear is 100 MB in float, 25 MB in
-INT8), while on an AVX2 CPU without VNNI (this project's bench machine) onnxruntime's QLinearConv measured
-no faster than its float NCHWc convolution and the extra Quantize/Dequantize nodes cost more than they save
-(seed, 1 thread: all-INT8 13.5 ms vs linear-only 9.0 ms per frame). "all" quantises the convolutions too,
-for CPUs with int8 dot-product instructions (VNNI, ARM dotprod).
+INT8). "all" quantises the convolutions too, for CPUs with int8 dot-product instructions (VNNI, ARM
+dotprod). Measured on this project's bench machine (AMD EPYC, AVX2 without VNNI, 1 thread, seed network,
+the exported graph in ReLU-before-MaxPool order so each ReLU folds into its convolution): onnxruntime's
+QLinearConv runs no faster than its float NCHWc convolution (2.8 vs 2.7 ms for conv2 and conv3, 2.8 vs
+1.4 ms for the 3-channel first conv), so "all" costs 11.7 ms per frame against 9.6 ms for "linear";
+quantising only the later convolutions is slower still (the Quantize/Transpose nodes between the float and
+INT8 parts cost more than nothing saved).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ Runs are interleaved (round-robin over every configuration, `--repeat` rounds), 
 shared machine hits all of them alike; ratios are the median per-frame time of `seed` in torch eager (the
 published way to run it) at the same thread count divided by each configuration's. Weights are untrained
 (latency does not depend on their values); the INT8 models are calibrated on stand-in frames for the same
-reason. `bench/bench_inference.py` calls `run_benchmark` too.
+reason. The bundles are exported as `car export` does by default (graph order "relu-before-pool", INT8
+scope "linear"); the report names both. `bench/bench_inference.py` calls `run_benchmark` too.
 """
 
 from __future__ import annotations
@@ -55,12 +56,16 @@ class BenchReport:
     latencies: tuple[Latency, ...]
     targets: tuple[Target, ...]
     onnx_bytes: dict[str, int]
+    graph_order: str = ""
+    int8_scope: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return {
             "latency": [asdict(x) for x in self.latencies],
             "targets": [{**asdict(t), "met": t.met} for t in self.targets],
             "onnx_bytes": self.onnx_bytes,
+            "graph_order": self.graph_order,
+            "int8_scope": self.int8_scope,
         }
 
     def format_table(self) -> str:
@@ -77,6 +82,7 @@ class BenchReport:
             lines.append(f"{t.name}: {t.ratio:.1f}× (goal ≥ {t.goal:.0f}×) {'met' if t.met else 'NOT met'}")
         sizes = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in self.onnx_bytes.items())
         lines.append(f"ONNX sizes: {sizes}")
+        lines.append(f"ONNX graph order {self.graph_order}, INT8 scope {self.int8_scope}")
         return "\n".join(lines)
 
 
@@ -123,7 +129,9 @@ def _time_frames(predict: Predict, frame: np.ndarray, n: int) -> list[float]:
 
 def run_benchmark(repeat: int = 5, frames_per_round: int = 10, progress: bool = True) -> BenchReport:
     """Measure every (arch, runtime, threads) configuration, interleaved, and compute the ratios."""
+    from vision.export import DEFAULT_GRAPH_ORDER
     from vision.preprocess import Preprocessing, preprocess
+    from vision.quantize import DEFAULT_SCOPE
 
     rng = np.random.default_rng(0)
     frame = preprocess(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), Preprocessing())
@@ -177,7 +185,7 @@ def run_benchmark(repeat: int = 5, frames_per_round: int = 10, progress: bool = 
                 EDGE_ONNX_TARGET,
             )
         )
-    return BenchReport(tuple(latencies), tuple(targets), onnx_bytes)
+    return BenchReport(tuple(latencies), tuple(targets), onnx_bytes, DEFAULT_GRAPH_ORDER, DEFAULT_SCOPE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
