@@ -140,6 +140,53 @@ class Pacer:
         self._next = max(due, self.clock.now() - self.period) + self.period
 
 
+# -- the newest-frame mailbox shared by threaded sources ---------------------------------------------------
+
+
+class _NewestFrame:
+    """A one-frame mailbox between a producer thread and the loop: the newest frame wins.
+
+    A frame the reader never took is overwritten and counted in `skipped`. An ending (end of stream or
+    failure) reaches the reader once the frame before it has been taken.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._fresh = False
+        self._ending: BaseException | None = None
+        self.skipped = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._fresh:
+                self.skipped += 1
+            self._latest, self._fresh = frame, True
+            self._cond.notify_all()
+
+    def end(self, exc: BaseException) -> None:
+        with self._cond:
+            self._ending = exc
+            self._cond.notify_all()
+
+    def take(self, timeout: float, what: str) -> Frame:
+        """The newest frame not yet taken, waiting up to `timeout` s; raises SourceTimeout after that."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._fresh and self._latest is not None:
+                    self._fresh = False
+                    return self._latest
+                if self._ending is not None:
+                    if isinstance(self._ending, EndOfStream | SourceFailure):
+                        raise self._ending
+                    raise SourceFailure(f"{what}: {type(self._ending).__name__}: {self._ending}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SourceTimeout(f"{what}: no new frame within {timeout:.3f} s")
+                self._cond.wait(remaining)
+
+
 # -- OpenCV camera -----------------------------------------------------------------------------------------
 
 CAPTURE_BACKENDS: dict[str, int] = {
@@ -190,13 +237,14 @@ class CameraSource(_Lifecycle):
         self._factory = capture_factory or _open_capture
         self._cap: cv2.VideoCapture | None = None
         self._thread: threading.Thread | None = None
-        self._cond = threading.Condition()
-        self._latest: Frame | None = None
-        self._taken_seq = -1
-        self._failure: str | None = None
+        self._slot = _NewestFrame()
         self._stopping = False
         self.captured = 0
-        self.skipped = 0
+
+    @property
+    def skipped(self) -> int:
+        """Frames captured but replaced by a newer one before the loop took them."""
+        return self._slot.skipped
 
     def _open(self) -> None:
         cap = self._factory(self.device, CAPTURE_BACKENDS[self.backend])
@@ -227,37 +275,20 @@ class CameraSource(_Lifecycle):
             if not ok or bgr is None:
                 failures += 1
                 if failures >= self.max_failures:
-                    with self._cond:
-                        self._failure = f"camera {self.device!r} stopped delivering frames"
-                        self._cond.notify_all()
+                    self._slot.end(SourceFailure(f"camera {self.device!r} stopped delivering frames"))
                     return
                 time.sleep(0.005)
                 continue
             failures = 0
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 and bgr.shape[2] == 3 else bgr
-            with self._cond:
-                if self._latest is not None and self._latest.seq > self._taken_seq:
-                    self.skipped += 1
-                self._latest = Frame(seq, t, rgb, self.name)
-                self.captured += 1
-                self._cond.notify_all()
+            self._slot.put(Frame(seq, t, rgb, self.name))
+            self.captured += 1
             seq += 1
 
     def read(self, timeout: float) -> Frame:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                if self._latest is not None and self._latest.seq > self._taken_seq:
-                    self._taken_seq = self._latest.seq
-                    return self._latest
-                if self._failure is not None:
-                    raise SourceFailure(self._failure)
-                if self._thread is None:
-                    raise SourceFailure(f"camera {self.device!r} is not open")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise SourceTimeout(f"camera {self.device!r}: no new frame within {timeout:.3f} s")
-                self._cond.wait(remaining)
+        if self._thread is None:
+            raise SourceFailure(f"camera {self.device!r} is not open")
+        return self._slot.take(timeout, f"camera {self.device!r}")
 
     def _close(self) -> None:
         self._stopping = True
@@ -285,13 +316,14 @@ class ThreadedSource(_Lifecycle):
         self.inner = inner
         self.name = inner.name
         self.poll_s = poll_s
-        self._cond = threading.Condition()
-        self._latest: Frame | None = None
-        self._fresh = False
-        self._ending: BaseException | None = None
+        self._slot = _NewestFrame()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self.skipped = 0
+
+    @property
+    def skipped(self) -> int:
+        """Frames produced but replaced by a newer one before the loop took them."""
+        return self._slot.skipped
 
     def _open(self) -> None:
         self.inner.open()
@@ -306,31 +338,12 @@ class ThreadedSource(_Lifecycle):
             except SourceTimeout:
                 continue
             except BaseException as exc:  # end of stream or failure: handed to the reader
-                with self._cond:
-                    self._ending = exc
-                    self._cond.notify_all()
+                self._slot.end(exc)
                 return
-            with self._cond:
-                if self._fresh:
-                    self.skipped += 1
-                self._latest, self._fresh = frame, True
-                self._cond.notify_all()
+            self._slot.put(frame)
 
     def read(self, timeout: float) -> Frame:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                if self._fresh and self._latest is not None:
-                    self._fresh = False
-                    return self._latest
-                if self._ending is not None:
-                    if isinstance(self._ending, EndOfStream | SourceFailure):
-                        raise self._ending
-                    raise SourceFailure(f"{self.name}: {type(self._ending).__name__}: {self._ending}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise SourceTimeout(f"{self.name}: no new frame within {timeout:.3f} s")
-                self._cond.wait(remaining)
+        return self._slot.take(timeout, self.name)
 
     def _close(self) -> None:
         self._stopping = True
