@@ -666,16 +666,20 @@ class DriveLogReader:
         return _row_to_record(row, faults)
 
     def records(
-        self, *, images: bool = True, start: int = 0, stop: int | None = None
+        self, *, images: bool = True, masks: bool = True, start: int = 0, stop: int | None = None
     ) -> Iterator[DriveRecord]:
-        """Every record with `start <= seq < stop`, in tick order; `images=False` skips decoding frames."""
+        """Every record with `start <= seq < stop`, in tick order.
+
+        `images=False` skips decoding frames and masks; `masks=False` decodes the frames but not the
+        ground-truth masks (for readers that only need what the network saw).
+        """
         hi = stop if stop is not None else 2**62
         faults = self._faults_where("seq >= ? AND seq < ?", (start, hi))
         cursor = self.conn.execute(
             _SELECT_RECORDS + " WHERE r.seq >= ? AND r.seq < ? ORDER BY r.seq", (start, hi)
         )
         for row in cursor:
-            yield _row_to_record(row, faults.get(int(row["seq"]), ()), images=images)
+            yield _row_to_record(row, faults.get(int(row["seq"]), ()), images=images, masks=masks)
 
     def events(self) -> list[tuple[float, str, str]]:
         return [
@@ -725,7 +729,9 @@ def _read_meta(conn: sqlite3.Connection) -> DriveMeta:
     )
 
 
-def _row_to_record(row: sqlite3.Row, faults: tuple[Fault, ...], *, images: bool = True) -> DriveRecord:
+def _row_to_record(
+    row: sqlite3.Row, faults: tuple[Fault, ...], *, images: bool = True, masks: bool = True
+) -> DriveRecord:
     probs = None if row["p_go"] is None else Probabilities(float(row["p_go"]), float(row["p_stop"]))
     decision = Decision(int(row["decision"]), Reason(row["reason"]), probs, int(row["go_streak"]))
     command = None
@@ -761,7 +767,7 @@ def _row_to_record(row: sqlite3.Row, faults: tuple[Fault, ...], *, images: bool 
             int(row["label"]),
             None if row["distance_m"] is None else float(row["distance_m"]),
             None if row["lateral_m"] is None else float(row["lateral_m"]),
-            None if row["mask"] is None or not images else decode_mask(row["mask"]),
+            None if row["mask"] is None or not (images and masks) else decode_mask(row["mask"]),
             str(row["scene"]),
         )
     rgb = decode_rgb(row["image"]) if images and row["image"] is not None else None

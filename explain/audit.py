@@ -207,7 +207,7 @@ def _framed_batches(
     log: DriveLogReader, size: int = BATCH
 ) -> Iterator[list[tuple[int, np.ndarray, float | None]]]:
     batch: list[tuple[int, np.ndarray, float | None]] = []
-    for r in log.records():
+    for r in log.records(masks=False):
         if r.rgb is None:
             continue
         batch.append((r.seq, r.rgb, None if r.probs is None else r.probs.stop))

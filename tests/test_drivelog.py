@@ -113,6 +113,11 @@ def test_round_trip_every_field(tmp_path: Path) -> None:
                 assert g.truth is not None and w.truth is not None and w.truth.mask is not None
                 assert g.truth.mask is not None and np.array_equal(g.truth.mask, w.truth.mask)
                 assert g.truth.scene == "can_path"
+        frames_only = list(log.records(masks=False))
+        for w, g in zip(written, frames_only, strict=True):
+            if w.rgb is not None:
+                assert g.rgb is not None and np.array_equal(g.rgb, w.rgb)
+                assert g.truth is not None and g.truth.mask is None and g.truth.label == 1
         assert log[5].decision == written[5].decision
         with pytest.raises(KeyError):
             log[99]
