@@ -126,6 +126,42 @@ def test_strided_first_convolution_like_edgenet():
     assert np.abs(values - reference).max() <= TOL * max(1.0, np.abs(reference).max())
 
 
+def patch_stem_like_edgenet(seed: int) -> nn.Module:
+    """EdgeNet's pattern: a non-overlapping 4×4 stride-4 stem, then pooled 3×3 stages."""
+    torch.manual_seed(seed)
+    return chain(
+        nn.Conv2d(3, 5, 4, stride=4),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Conv2d(5, 6, 3, padding=1),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.LazyLinear(8),
+        nn.ReLU(),
+        nn.Linear(8, 2),
+        nn.Sigmoid(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "fast"), [(32, True), (34, False)], ids=["patch-grid", "input-not-a-multiple-of-the-patch"]
+)
+def test_patch_stem_equals_shap(size: int, fast: bool):
+    """The patch-convolution shortcut (one batched product per patch, no per-row input gradient) gives
+    shap's values; an input the patches do not tile takes the general transposed-convolution path."""
+    model = built(patch_stem_like_edgenet(21), size)
+    background, frames = inputs(22, 9, size), inputs(23, 3, size)
+    reference = published(model, background, frames)
+    engine = DeepShapEngine(model, background)
+    assert (engine.layers[0].rule._patch_grid(engine.layers[0].in_shape) is not None) == fast  # type: ignore[attr-defined]
+    result = engine.explain(frames.numpy())
+    assert np.abs(result.values - reference).max() <= TOL * max(1.0, np.abs(reference).max())
+    assert np.abs(reference).max() > 1e-4
+    assert result.additivity_error().max() < 1e-4
+
+
 def test_padded_maxpool_takes_shaps_unpool_path():
     model = built(seed_like(9, pool=nn.MaxPool2d(2, stride=2, padding=1)), 32)
     background, frames = inputs(10, 8), inputs(11, 2)
