@@ -19,16 +19,17 @@ import multiprocessing
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from car.config import CarConfig, LoopConfig, load_config, resolve_path, with_overrides
 from car.errors import CarError
 from car.links import BridgeMotorLink
-from car.loop import ControlLoop, NullSink
+from car.loop import ControlLoop, NullSink, RecordSink
 from car.policy import Policy, PolicyParams
 from car.sim_world import make_world
 from car.timing import SimulatedClock
@@ -39,6 +40,8 @@ from vision.sim import SCENE_KINDS, World, WorldConfig, pick_kind
 from vision.sources import SimSource
 
 OUTCOMES = ("stopped_for_can", "false_stop", "collision", "reached_end", "timeout")
+EVAL_SEEDS = (0, 1)
+"""The seeds issue #5's evaluation runs on; `car sim collect` refuses them so no model trains on its test."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +156,13 @@ def simulate_run(
     config: CarConfig,
     detector: Detector,
     bundle: ModelBundle,
+    sink: RecordSink | None = None,
 ) -> RunOutcome:
-    """One closed-loop run; deterministic for (settings.seed, index)."""
+    """One closed-loop run; deterministic for (settings.seed, index).
+
+    `sink` receives every record of the run as the drive log would (frame, ground truth, decision;
+    `car sim collect` keeps frames from it); by default the records go nowhere.
+    """
     from firmware_bridge.loopback import LoopbackLink
 
     seed = run_seed(settings.seed, index)
@@ -185,7 +193,7 @@ def simulate_run(
         preprocessing=bundle.manifest.preprocessing,
         policy=Policy(params),
         link=motor,
-        sink=NullSink(),
+        sink=NullSink() if sink is None else sink,
         clock=clock,
         config=loop_config,
         drive_speed=config.policy.drive_speed,
@@ -250,41 +258,87 @@ def summarise(outcomes: Sequence[RunOutcome], bundle: str, wall_seconds: float) 
 
 # -- running many runs (optionally in worker processes) ------------------------------------------------------
 
-_WORKER: list[tuple[EvalSettings, CarConfig, Detector, ModelBundle]] = []  # one per worker process
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What every run of one evaluation shares: settings, drive config, the loaded bundle, its detector."""
+
+    settings: EvalSettings
+    config: CarConfig
+    detector: Detector
+    bundle: ModelBundle
+
+    @classmethod
+    def load(cls, settings: EvalSettings, config: CarConfig) -> RunContext:
+        bundle = load_bundle(resolve_path(config.model.bundle))
+        detector = build_detector(bundle, config.model.runtime, config.model.threads)
+        return cls(settings, config, detector, bundle)
+
+    def simulate(self, index: int, sink: RecordSink | None = None) -> RunOutcome:
+        return simulate_run(
+            index, self.settings, config=self.config, detector=self.detector, bundle=self.bundle, sink=sink
+        )
+
+
+_T = TypeVar("_T")
+RunTask = Callable[[int, RunContext], _T]
+"""One run's work (a module-level function, or a partial of one, so worker processes can receive it)."""
+
+_WORKER: list[RunContext] = []  # one per worker process
 
 
 def _init_worker(settings: EvalSettings, config: CarConfig) -> None:
-    bundle = load_bundle(resolve_path(config.model.bundle))
-    detector = build_detector(bundle, config.model.runtime, config.model.threads)
-    _WORKER[:] = [(settings, config, detector, bundle)]
+    _WORKER[:] = [RunContext.load(settings, config)]
 
 
-def _run_in_worker(index: int) -> RunOutcome:
-    settings, config, detector, bundle = _WORKER[0]
-    return simulate_run(index, settings, config=config, detector=detector, bundle=bundle)
+def _run_task_in_worker(task: RunTask[_T], index: int) -> _T:
+    return task(index, _WORKER[0])
+
+
+def _outcome_of(index: int, context: RunContext) -> RunOutcome:
+    return context.simulate(index)
+
+
+def check_kinds(kinds: Sequence[str]) -> None:
+    for kind in kinds:
+        if kind not in SCENE_KINDS:
+            raise CarError(f"--kinds {kind!r}: choose from {', '.join(sorted(SCENE_KINDS))}")
+
+
+def map_runs(
+    task: RunTask[_T], settings: EvalSettings, config: CarConfig, jobs: int = 1, progress: bool = False
+) -> Iterator[_T]:
+    """`task(index, context)` for runs 0..settings.runs-1, results in run order whatever `jobs` is.
+
+    With jobs > 1 each worker process loads the bundle once and runs whole runs (a run is deterministic
+    for its index, so the results do not depend on how runs are spread over workers).
+    """
+    check_kinds(settings.kinds)
+    indices = range(settings.runs)
+    bar = _progress(settings.runs, progress)
+    try:
+        if jobs <= 1:
+            context = RunContext.load(settings, config)
+            for i in indices:
+                yield task(i, context)
+                bar.update(1)
+        else:
+            from functools import partial
+
+            spawn = multiprocessing.get_context("spawn")
+            with spawn.Pool(jobs, initializer=_init_worker, initargs=(settings, config)) as pool:
+                for result in pool.imap(partial(_run_task_in_worker, task), indices):
+                    yield result
+                    bar.update(1)
+    finally:
+        bar.close()
 
 
 def evaluate(settings: EvalSettings, config: CarConfig, jobs: int = 1, progress: bool = False) -> EvalReport:
-    for kind in settings.kinds:
-        if kind not in SCENE_KINDS:
-            raise CarError(f"--kinds {kind!r}: choose from {', '.join(sorted(SCENE_KINDS))}")
+    check_kinds(settings.kinds)
     bundle = load_bundle(resolve_path(config.model.bundle))
     t0 = time.monotonic()
-    indices = range(settings.runs)
-    bar = _progress(settings.runs, progress)
-    outcomes: list[RunOutcome] = []
-    if jobs <= 1:
-        detector = build_detector(bundle, config.model.runtime, config.model.threads)
-        for i in indices:
-            outcomes.append(simulate_run(i, settings, config=config, detector=detector, bundle=bundle))
-            bar.update(1)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(jobs, initializer=_init_worker, initargs=(settings, config)) as pool:
-            for outcome in pool.imap(_run_in_worker, indices):
-                outcomes.append(outcome)
-                bar.update(1)
-    bar.close()
+    outcomes = list(map_runs(_outcome_of, settings, config, jobs, progress))
     return summarise(outcomes, bundle.manifest.name, time.monotonic() - t0)
 
 

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -286,9 +286,169 @@ def load_dataset(
     return LoadedDataset(stacked, labels, tuple(kept), scan, dict(skipped))
 
 
+# -- several folders as one training set ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FolderPart:
+    """One folder's share of a combined set: how many of its frames were used, per label."""
+
+    root: Path
+    layout: str
+    n_go: int
+    n_stop: int
+    skipped: Mapping[SkipReason, int] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.n_go + self.n_stop
+
+    def describe(self) -> str:
+        """`runs/sim-train (6000: GO 3471, STOP 2529)`: what a bundle's data summary lists per folder."""
+        return f"{self.root} ({self.n}: GO {self.n_go}, STOP {self.n_stop})"
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedDataset:
+    """Decoded frames of one or more folders, in folder order then name order, with per-folder counts."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    items: tuple[DatasetItem, ...]
+    parts: tuple[FolderPart, ...]
+
+    def describe(self) -> str:
+        return " + ".join(part.describe() for part in self.parts)
+
+
+def scan_folders(roots: Sequence[str | Path]) -> tuple[FolderScan, ...]:
+    """`scan_folder` of each root, in order. A folder named twice (even by another path) is an error:
+    its frames would count double and could sit on both sides of the validation split."""
+    if not roots:
+        raise VisionError("no data folder given; pass at least one folder of {label}_{id}.jpg frames")
+    seen: dict[Path, str] = {}
+    for root in roots:
+        resolved = Path(root).resolve()
+        if resolved in seen:
+            raise VisionError(f"{root}: the same folder as {seen[resolved]}; pass each data folder once")
+        seen[resolved] = str(root)
+    return tuple(scan_folder(root) for root in roots)
+
+
+def load_folders(
+    roots: Sequence[str | Path],
+    size: int = INPUT_SIZE,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> CombinedDataset:
+    """Decode every usable frame of every folder into one array (unreadable or tiny files are skipped and
+    counted per folder). With `limit`, a seeded random subset of that size over all folders together
+    (names start with the label, so the first N files would all be GO)."""
+    scans = scan_folders(roots)
+    owner = [i for i, scan in enumerate(scans) for _ in scan.items]
+    candidates = [item for scan in scans for item in scan.items]
+    if limit is not None:
+        if limit < 1:
+            raise VisionError(f"--limit {limit}: must be at least 1")
+        if limit < len(candidates):
+            keep = np.sort(np.random.default_rng(seed).choice(len(candidates), size=limit, replace=False))
+            candidates = [candidates[int(i)] for i in keep]
+            owner = [owner[int(i)] for i in keep]
+    skipped: list[Counter[SkipReason]] = [Counter(scan.skipped) for scan in scans]
+    images = np.empty((len(candidates), size, size, 3), dtype=np.uint8)
+    kept: list[DatasetItem] = []
+    kept_owner: list[int] = []
+    iterator: Iterable[tuple[DatasetItem, int]] = zip(candidates, owner, strict=True)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, total=len(candidates), desc="loading frames", unit="img")
+    for item, part in iterator:
+        try:
+            images[len(kept)] = read_frame(item.path, size)
+        except ImageTooSmallError:
+            skipped[part][SkipReason.TOO_SMALL] += 1
+            continue
+        except ImageReadError:
+            skipped[part][SkipReason.UNREADABLE] += 1
+            continue
+        kept.append(item)
+        kept_owner.append(part)
+    if not kept:
+        names = ", ".join(str(scan.root) for scan in scans)
+        raise VisionError(f"{names}: none of the {len(candidates)} image files could be decoded")
+    labels = np.fromiter((it.label for it in kept), dtype=np.int64, count=len(kept))
+    parts = []
+    for i, scan in enumerate(scans):
+        mine = [label for label, part in zip(labels.tolist(), kept_owner, strict=True) if part == i]
+        n_stop = sum(label == STOP for label in mine)
+        parts.append(FolderPart(scan.root, scan.layout, len(mine) - n_stop, n_stop, dict(skipped[i])))
+    used = images if len(kept) == len(candidates) else images[: len(kept)].copy()
+    return CombinedDataset(used, labels, tuple(kept), tuple(parts))
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedLoopFields:
+    """Where a frame collected in closed loop (`car sim collect`) came from and what the driving model made
+    of it. Written as extra keys on its manifest line; readers that do not know them ignore them."""
+
+    run: int
+    """The run's number within the collection (`car sim eval`'s run index for the same seed)."""
+    run_seed: int
+    """The run's world seed (the scene and its per-frame noise)."""
+    frame: int
+    """The frame's number within its run (0 = the start pose)."""
+    p_stop: float | None
+    """The driving network's P(STOP) on this frame (None: no usable inference)."""
+    decision: str
+    """What the policy decided on this frame: GO or STOP."""
+    reason: str
+    """The policy's reason (stop_probability, awaiting_go, fault, ...)."""
+    outcome: str
+    """How the run ended: stopped_for_can, false_stop, collision, reached_end or timeout."""
+    kept_because: str
+    """The `--keep` rule that kept the frame (disagree, error, every, all)."""
+    model: str
+    """The driving bundle's name."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "run": self.run,
+            "run_seed": self.run_seed,
+            "frame": self.frame,
+            "p_stop": self.p_stop,
+            "decision": self.decision,
+            "reason": self.reason,
+            "outcome": self.outcome,
+            "kept_because": self.kept_because,
+            "model": self.model,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ClosedLoopFields:
+        return cls(
+            run=int(d["run"]),
+            run_seed=int(d["run_seed"]),
+            frame=int(d["frame"]),
+            p_stop=None if d["p_stop"] is None else float(d["p_stop"]),
+            decision=str(d["decision"]),
+            reason=str(d["reason"]),
+            outcome=str(d["outcome"]),
+            kept_because=str(d["kept_because"]),
+            model=str(d["model"]),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ManifestRecord:
-    """One line of `manifest.jsonl`: a generated frame's file and every ground-truth field."""
+    """One line of `manifest.jsonl`: a generated frame's file and every ground-truth field.
+
+    `car sim dataset` writes `seed` = its --seed and `index` = the frame's number (the pair regenerates
+    the frame); `car sim collect` writes `seed` = its --seed, `index` = the line's number, and the
+    closed-loop fields (`closed_loop`) as extra keys on the same line.
+    """
 
     file: str
     label: int
@@ -298,21 +458,22 @@ class ManifestRecord:
     mask: str | None
     seed: int
     index: int
+    closed_loop: ClosedLoopFields | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "file": self.file,
-                "label": self.label,
-                "scene": self.scene,
-                "distance_m": self.distance_m,
-                "lateral_m": self.lateral_m,
-                "mask": self.mask,
-                "seed": self.seed,
-                "index": self.index,
-            },
-            sort_keys=True,
-        )
+        doc: dict[str, object] = {
+            "file": self.file,
+            "label": self.label,
+            "scene": self.scene,
+            "distance_m": self.distance_m,
+            "lateral_m": self.lateral_m,
+            "mask": self.mask,
+            "seed": self.seed,
+            "index": self.index,
+        }
+        if self.closed_loop is not None:
+            doc.update(self.closed_loop.to_dict())
+        return json.dumps(doc, sort_keys=True)
 
     @classmethod
     def from_json(cls, line: str) -> ManifestRecord:
@@ -326,6 +487,7 @@ class ManifestRecord:
             mask=None if d["mask"] is None else str(d["mask"]),
             seed=int(d["seed"]),
             index=int(d["index"]),
+            closed_loop=ClosedLoopFields.from_dict(d) if "run" in d else None,
         )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,8 +194,19 @@ def train_network(
     return TrainResult(network=network, history=tuple(history), best_epoch=best_epoch, split=split)
 
 
+DataFolders = str | Path | Sequence[str | Path]
+"""One data folder, or several trained on together (`car train DATA [DATA ...]`)."""
+
+
+def data_folders(data: DataFolders) -> tuple[Path, ...]:
+    """`data` as a tuple of folders (a single path stays a single folder)."""
+    if isinstance(data, str | Path):
+        return (Path(data),)
+    return tuple(Path(d) for d in data)
+
+
 def train_to_bundle(
-    data: str | Path,
+    data: DataFolders,
     out: str | Path,
     config: TrainConfig,
     *,
@@ -204,23 +215,26 @@ def train_to_bundle(
     prep: Preprocessing | None = None,
     command: str = "",
 ) -> tuple[TrainResult, ModelBundle]:
-    """`car train`: load a folder of frames, train, and write a complete bundle (ONNX, INT8, weights).
+    """`car train`: load one or more folders of frames, train, and write a complete bundle (ONNX, INT8,
+    weights). Several folders are one training set (in the order given), split 80/20 as a whole; the
+    bundle's data summary lists every folder with its counts.
 
     Parity and INT8 calibration use the validation frames: real frames the network did not train on.
     """
-    from vision.datasets import scan_folder
-    from vision.export import LabelledFrames, build_bundle, load_labelled_frames
+    from vision.datasets import load_folders, scan_folders
+    from vision.export import LabelledFrames, build_bundle
 
     prep = prep or Preprocessing()
+    folders = data_folders(data)
     if config.progress:
-        print(scan_folder(data).summary(), file=sys.stderr)
-    frames = load_labelled_frames(data, prep.input_size, limit, config.seed, progress=config.progress)
+        for scan in scan_folders(folders):
+            print(scan.summary(), file=sys.stderr)
+    frames = load_folders(folders, prep.input_size, limit=limit, seed=config.seed, progress=config.progress)
     images, labels = frames.images, frames.labels
-    assert labels is not None
     result = train_network(images, labels, config, prep)
     n_stop = int((labels == STOP).sum())
     summary = TrainingDataSummary(
-        source=str(Path(data)),
+        source=frames.describe(),
         n_total=len(labels),
         n_go=len(labels) - n_stop,
         n_stop=n_stop,

@@ -3,6 +3,7 @@
 - `car sim dataset --out DIR --n N --seed S`: N frames as `{label}_{uuid}.jpg`, masks, manifest, summary.
 - `car sim demo [--out runs/demo]`: a short drive towards a can (stopped by ground truth), MP4 + sheet.
 - `car sim eval ...`: closed-loop evaluation; its options and code live in `car.sim_eval` (loaded lazily).
+- `car sim collect ...`: closed-loop training frames (DAgger-style); options and code in `car.sim_collect`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,26 @@ import argparse
 import importlib
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from car.errors import CarError
 
 SIM_EVAL_MODULE = "car.sim_eval"
 """Where `car sim eval` takes its `add_arguments(parser)` and `run(args)` from (imported only when used)."""
+SIM_COLLECT_MODULE = "car.sim_collect"
+"""Where `car sim collect` takes its `add_arguments(parser)` and `run(args)` from."""
+
+LAZY_ACTIONS: dict[str, str] = {
+    "eval": "closed-loop evaluation in the simulated world",
+    "collect": "closed-loop training frames: drive a model, save what it saw, labelled by the world",
+}
+"""Actions whose options and code live in their own module (see `_lazy_module`), with their help."""
+
+
+def _lazy_module(action: str) -> str:
+    """The module of a lazy action, read when it runs (so a test can point it elsewhere)."""
+    return {"eval": SIM_EVAL_MODULE, "collect": SIM_COLLECT_MODULE}[action]
 
 
 def _positive_int(text: str) -> int:
@@ -79,20 +94,19 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_run_demo)
 
 
-def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    # everything after `eval` (options included) goes to car.sim_eval's own parser: no option prefix here
-    p = sub.add_parser(
-        "eval", help="closed-loop evaluation in the simulated world", add_help=False, prefix_chars="\x00"
-    )
+def _add_lazy(sub: argparse._SubParsersAction[argparse.ArgumentParser], action: str) -> None:
+    # everything after the action (options included) goes to its module's own parser: no option prefix here
+    p = sub.add_parser(action, help=LAZY_ACTIONS[action], add_help=False, prefix_chars="\x00")
     p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(handler=_run_eval)
+    p.set_defaults(handler=partial(_run_lazy, action))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     _add_dataset(sub)
     _add_demo(sub)
-    _add_eval(sub)
+    for action in LAZY_ACTIONS:
+        _add_lazy(sub, action)
 
 
 def _run_dataset(args: argparse.Namespace) -> int:
@@ -138,18 +152,15 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_eval(args: argparse.Namespace) -> int:
+def _run_lazy(action: str, args: argparse.Namespace) -> int:
+    name = _lazy_module(action)
     try:
-        module = importlib.import_module(SIM_EVAL_MODULE)
+        module = importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name != SIM_EVAL_MODULE:
+        if exc.name != name:
             raise
-        raise CarError(
-            f"`car sim eval` is not available yet ({SIM_EVAL_MODULE} is not in this build)"
-        ) from exc
-    parser = argparse.ArgumentParser(
-        prog="car sim eval", description="closed-loop evaluation in the simulator"
-    )
+        raise CarError(f"`car sim {action}` is not available yet ({name} is not in this build)") from exc
+    parser = argparse.ArgumentParser(prog=f"car sim {action}", description=LAZY_ACTIONS[action])
     module.add_arguments(parser)
     return int(module.run(parser.parse_args(args.rest)) or 0)
 

@@ -1,4 +1,8 @@
-"""`car train DATA --arch {seed,edge} --out models/NAME`: train a GO/STOP network into a model bundle."""
+"""`car train DATA [DATA ...] --arch {seed,edge} --out models/NAME`: train a GO/STOP network into a bundle.
+
+Several DATA folders are one training set (e.g. a `car sim dataset` folder plus a `car sim collect` folder),
+read in place: nothing is copied.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,21 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", type=Path, help="folder of frames ({label}_{id}.jpg, or free/ + blocked/)")
+    parser.add_argument(
+        "data",
+        type=Path,
+        nargs="+",
+        help="folder(s) of frames ({label}_{id}.jpg, or free/ + blocked/); several are trained on together",
+    )
     parser.add_argument("--arch", choices=("seed", "edge"), default="edge", help="network (default: edge)")
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write, e.g. models/NAME")
     parser.add_argument("--epochs", type=int, default=20, help="epochs (default 20; the best is kept)")
     parser.add_argument("--seed", type=int, default=0, help="seed of init, split, shuffle, augmentation")
     parser.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N frames (by name)")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="use a seeded random N of the frames (of all folders)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-int8", action="store_true", help="skip the INT8 model")
     parser.add_argument("--no-augment", action="store_true", help="train without ColorJitter")
@@ -84,4 +95,5 @@ def _cli_args(args: argparse.Namespace) -> list[str]:
     argv = sys.argv
     if "train" in argv:
         return argv[argv.index("train") + 1 :]
-    return [str(args.data), "--arch", args.arch, "--out", str(args.out), "--epochs", str(args.epochs)]
+    folders = args.data if isinstance(args.data, list | tuple) else [args.data]
+    return [*map(str, folders), "--arch", args.arch, "--out", str(args.out), "--epochs", str(args.epochs)]

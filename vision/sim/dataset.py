@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.datasets import IMAGE_SUFFIXES, MANIFEST_NAME, MASK_DIR, ManifestRecord
+from vision.datasets import IMAGE_SUFFIXES, MANIFEST_NAME, MASK_DIR, ClosedLoopFields, ManifestRecord
 from vision.errors import VisionError
 from vision.frame import GroundTruth
 from vision.imageio import write_rgb
@@ -25,6 +25,12 @@ from vision.sim.config import WorldConfig
 from vision.sim.kinds import SCENE_KINDS, pick_kind, sample_scene
 from vision.sim.render import renderer_for
 from vision.sim.world import ground_truth
+
+
+def random_uuid(rng: np.random.Generator) -> uuid.UUID:
+    """A version-4 UUID drawn from `rng`: file names that are unique, yet the same for the same seed."""
+    high, low = (int(v) for v in rng.integers(0, 2**64, size=2, dtype=np.uint64))
+    return uuid.UUID(int=(high << 64) | low, version=4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +47,17 @@ def generate_frame(
     """Frame `index` of dataset `seed`: a fresh random scene seen from its start pose."""
     rng = np.random.default_rng([seed, index])
     scene = sample_scene(rng, pick_kind(rng, weights), config)
-    high, low = (int(v) for v in rng.integers(0, 2**64, size=2, dtype=np.uint64))
-    ident = uuid.UUID(int=(high << 64) | low, version=4)
+    ident = random_uuid(rng)
     # what World.render does for its first frame, without a second generator
     pitch, roll = (float(v) for v in rng.normal(0.0, config.camera_jitter_deg, size=2))
     result = renderer_for(config).render(scene, scene.start, rng, pitch, roll)
     rgb, truth = result.rgb, ground_truth(config, scene, scene.start, result.can_mask)
-    return GeneratedFrame(rgb, truth, f"{truth.label}_{ident}")
+    return GeneratedFrame(rgb, truth, frame_stem(truth.label, ident))
+
+
+def frame_stem(label: int, ident: uuid.UUID) -> str:
+    """`{label}_{uuid}`: the published naming every loader reads the label from."""
+    return f"{label}_{ident}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +87,8 @@ class DatasetSummary:
         return "\n".join(lines)
 
 
-def _check_empty(out: Path) -> None:
+def check_empty_folder(out: Path) -> None:
+    """`out` may be written: a new folder, or one without frames or a manifest (never mix two sets)."""
     if out.exists() and not out.is_dir():
         raise VisionError(f"--out {out}: exists and is not a folder; choose a folder path")
     if out.is_dir():
@@ -88,6 +99,75 @@ def _check_empty(out: Path) -> None:
             raise VisionError(
                 f"--out {out}: already holds frames or a manifest; choose an empty or new folder"
             )
+
+
+class FrameFolderWriter:
+    """Writes labelled frames into a dataset folder: `{label}_{uuid}.jpg`, `masks/<stem>.png` (white = can,
+    only when the can is visible) and one `manifest.jsonl` line per frame, flushed after its files, so an
+    interrupted run leaves a consistent, loadable folder. Counts what it wrote. Use as a context manager.
+    """
+
+    def __init__(self, out: str | Path, jpeg_quality: int = 92) -> None:
+        if not 1 <= jpeg_quality <= 100:
+            raise VisionError(f"--jpeg-quality {jpeg_quality}: must be in 1..100")
+        self.out = Path(out)
+        self.jpeg_quality = jpeg_quality
+        check_empty_folder(self.out)
+        (self.out / MASK_DIR).mkdir(parents=True, exist_ok=True)
+        self._manifest = (self.out / MANIFEST_NAME).open("a", encoding="utf-8")
+        self.labels: Counter[int] = Counter()
+        self.kinds: Counter[str] = Counter()
+        self.kind_labels: Counter[tuple[str, int]] = Counter()
+
+    @property
+    def written(self) -> int:
+        return sum(self.labels.values())
+
+    def write(
+        self,
+        stem: str,
+        rgb: np.ndarray,
+        truth: GroundTruth,
+        *,
+        seed: int,
+        index: int,
+        closed_loop: ClosedLoopFields | None = None,
+    ) -> ManifestRecord:
+        """Write one frame (named `stem`.jpg), its mask and its manifest line; return the line's record."""
+        image_name = f"{stem}.jpg"
+        write_rgb(self.out / image_name, rgb, jpeg_quality=self.jpeg_quality)
+        mask_name: str | None = None
+        if truth.mask is not None and truth.mask.any():
+            mask_name = f"{MASK_DIR}/{stem}.png"
+            write_rgb(
+                self.out / mask_name, np.repeat(truth.mask[:, :, None], 3, axis=2).astype(np.uint8) * 255
+            )
+        record = ManifestRecord(
+            file=image_name,
+            label=truth.label,
+            scene=truth.scene,
+            distance_m=None if truth.distance_m is None else round(truth.distance_m, 4),
+            lateral_m=None if truth.lateral_m is None else round(truth.lateral_m, 4),
+            mask=mask_name,
+            seed=seed,
+            index=index,
+            closed_loop=closed_loop,
+        )
+        self._manifest.write(record.to_json() + "\n")
+        self._manifest.flush()
+        self.labels[truth.label] += 1
+        self.kinds[truth.scene] += 1
+        self.kind_labels[(truth.scene, truth.label)] += 1
+        return record
+
+    def close(self) -> None:
+        self._manifest.close()
+
+    def __enter__(self) -> FrameFolderWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def write_dataset(
@@ -109,14 +189,9 @@ def write_dataset(
             raise VisionError(f"scene kinds {unknown} are unknown; choose from {sorted(SCENE_KINDS)}")
     config = config or WorldConfig()
     out = Path(out)
-    _check_empty(out)
-    (out / MASK_DIR).mkdir(parents=True, exist_ok=True)
-    labels: Counter[int] = Counter()
-    kinds: Counter[str] = Counter()
-    kind_labels: Counter[tuple[str, int]] = Counter()
     started = time.perf_counter()
     indices: range = range(n)
-    with (out / MANIFEST_NAME).open("a", encoding="utf-8") as manifest:
+    with FrameFolderWriter(out, jpeg_quality) as writer:
         iterator = indices
         if progress:
             from tqdm import tqdm
@@ -124,35 +199,12 @@ def write_dataset(
             iterator = tqdm(indices, desc=f"rendering {out}", unit="frame")  # type: ignore[assignment]
         for i in iterator:
             frame = generate_frame(config, seed, i, weights)
-            truth = frame.truth
-            image_name = f"{frame.name}.jpg"
-            write_rgb(out / image_name, frame.rgb, jpeg_quality=jpeg_quality)
-            mask_name: str | None = None
-            if truth.mask is not None and truth.mask.any():
-                mask_name = f"{MASK_DIR}/{frame.name}.png"
-                write_rgb(
-                    out / mask_name, np.repeat(truth.mask[:, :, None], 3, axis=2).astype(np.uint8) * 255
-                )
-            record = ManifestRecord(
-                file=image_name,
-                label=truth.label,
-                scene=truth.scene,
-                distance_m=None if truth.distance_m is None else round(truth.distance_m, 4),
-                lateral_m=None if truth.lateral_m is None else round(truth.lateral_m, 4),
-                mask=mask_name,
-                seed=seed,
-                index=i,
-            )
-            manifest.write(record.to_json() + "\n")
-            manifest.flush()
-            labels[truth.label] += 1
-            kinds[truth.scene] += 1
-            kind_labels[(truth.scene, truth.label)] += 1
+            writer.write(frame.name, frame.rgb, frame.truth, seed=seed, index=i)
     return DatasetSummary(
         out=out,
         n=n,
-        by_label=(labels[0], labels[1]),
-        by_kind=dict(kinds),
-        by_kind_label=dict(kind_labels),
+        by_label=(writer.labels[0], writer.labels[1]),
+        by_kind=dict(writer.kinds),
+        by_kind_label=dict(writer.kind_labels),
         seconds=time.perf_counter() - started,
     )
