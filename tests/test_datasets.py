@@ -106,3 +106,82 @@ def test_manifest_round_trip_and_bad_line(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text(record.to_json() + "\n{broken\n")
     with pytest.raises(VisionError, match=r"manifest.jsonl:2"):
         read_manifest(tmp_path)
+
+
+def _free_blocked_folder(root: Path) -> Path:
+    for name, value in (("free", 180), ("blocked", 40)):
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            write_rgb(root / name / f"img{i}.jpg", _solid(value + i))
+    return root
+
+
+def test_load_folders_combines_layouts_in_order_and_counts_each_folder(tmp_path):
+    from vision.datasets import load_folders
+
+    first = _label_folder(tmp_path / "set")
+    second = _free_blocked_folder(tmp_path / "fb")
+    data = load_folders([first, second])
+    assert data.images.shape == (7, 224, 224, 3) and data.images.dtype == np.uint8
+    # folder order, then each folder's own (path) order: blocked/ before free/
+    assert data.labels.tolist() == [0, 1, 1, 1, 1, 0, 0]
+    assert [it.path.parent.name for it in data.items] == ["set"] * 3 + ["blocked"] * 2 + ["free"] * 2
+    a, b = data.parts
+    assert (a.root, a.layout, a.n_go, a.n_stop) == (first, "label_prefix", 1, 2)
+    assert a.skipped[SkipReason.UNREADABLE] == 1 and a.skipped[SkipReason.TOO_SMALL] == 1
+    assert (b.root, b.layout, b.n_go, b.n_stop, b.skipped) == (second, "free_blocked", 2, 2, {})
+    assert data.describe() == f"{first} (3: GO 1, STOP 2) + {second} (4: GO 2, STOP 2)"
+    # images stay aligned with their labels across the folder boundary
+    for image, item in zip(data.images, data.items, strict=True):
+        np.testing.assert_array_equal(image, load_images([item])[0])
+
+
+def test_load_folders_limit_draws_from_all_folders_and_repeats(tmp_path):
+    from vision.datasets import load_folders
+
+    roots = []
+    for f in range(2):
+        root = tmp_path / f"f{f}"
+        root.mkdir()
+        for i in range(10):
+            write_rgb(root / f"{i % 2}_{f}{i:02d}.jpg", _solid(10 * i + f))
+        roots.append(root)
+    a = load_folders(roots, limit=8, seed=3)
+    b = load_folders(roots, limit=8, seed=3)
+    c = load_folders(roots, limit=8, seed=4)
+    assert len(a.labels) == 8 and sum(p.n for p in a.parts) == 8 and all(p.n > 0 for p in a.parts)
+    assert [it.path for it in a.items] == [it.path for it in b.items]
+    assert [it.path for it in a.items] != [it.path for it in c.items]
+    assert len(load_folders(roots, limit=100).labels) == 20
+
+
+def test_load_folders_rejects_a_folder_given_twice_or_none(tmp_path):
+    from vision.datasets import load_folders
+
+    root = _label_folder(tmp_path / "set")
+    with pytest.raises(VisionError, match="the same folder as") as exc:
+        load_folders([root, tmp_path / "." / "set"])
+    assert "\n" not in str(exc.value)
+    with pytest.raises(VisionError, match="no data folder"):
+        load_folders([])
+    with pytest.raises(VisionError, match="no such folder"):
+        load_folders([root, tmp_path / "missing"])
+    with pytest.raises(VisionError, match="--limit 0"):
+        load_folders([root], limit=0)
+
+
+def test_manifest_keeps_closed_loop_fields_and_old_lines_still_read(tmp_path):
+    from vision.datasets import ClosedLoopFields
+
+    loop = ClosedLoopFields(3, 123456, 41, 0.8125, "STOP", "stop_probability", "false_stop", "wrong", "m")
+    records = [
+        ManifestRecord("0_x.jpg", 0, "dark_mat", None, None, None, 10, 0, loop),
+        ManifestRecord("1_y.jpg", 1, "can_path", 0.2, -0.01, "masks/1_y.png", 10, 1),
+    ]
+    (tmp_path / MANIFEST_NAME).write_text("".join(r.to_json() + "\n" for r in records))
+    assert read_manifest(tmp_path) == records
+    import json
+
+    line = json.loads(records[0].to_json())
+    assert {"run", "run_seed", "frame", "p_stop", "decision", "outcome", "kept_because"} <= set(line)
+    assert line["label"] == 0 and line["scene"] == "dark_mat"

@@ -40,3 +40,17 @@ def test_eval_says_when_it_is_not_built(monkeypatch, capsys):
     monkeypatch.setattr(sim_command, "SIM_EVAL_MODULE", "car.no_such_sim_eval")
     assert main(["sim", "eval", "--runs", "1"]) == 2
     assert "not available yet" in capsys.readouterr().err
+
+
+def test_collect_options_go_to_car_sim_collect(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["sim", "collect", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "car sim collect" in out and "--keep" in out and "wrong,error=0.3,every=30" in out
+
+
+def test_collect_says_when_it_is_not_built(monkeypatch, capsys):
+    monkeypatch.setattr(sim_command, "SIM_COLLECT_MODULE", "car.no_such_sim_collect")
+    assert main(["sim", "collect", "--runs", "1"]) == 2
+    assert "`car sim collect` is not available yet" in capsys.readouterr().err

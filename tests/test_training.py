@@ -159,3 +159,23 @@ def test_limit_takes_a_seeded_random_subset_not_the_first_names(tmp_path):
     assert len(a) == 8 and a.labels is not None and set(a.labels.tolist()) == {0, 1}
     np.testing.assert_array_equal(a.images, b.images)
     assert len(load_labelled_frames(folder, 224)) == 20
+
+
+def test_car_train_reads_several_folders_as_one_set(tmp_path, capsys):
+    """`car train A B`: both folders in place, split as one set; the bundle's data summary lists each."""
+    from car.cli import main
+    from vision.bundle import load_bundle
+
+    first = write_folder(tmp_path / "base", 12, seed=7)
+    second = write_folder(tmp_path / "collected", 6, seed=8)
+    out = tmp_path / "models" / "two"
+    argv = ["train", str(first), str(second), "--out", str(out), "--epochs", "1", "--batch-size", "8"]
+    assert main([*argv, "--no-int8", "--threads", "1", "--json"]) == 0
+    summary = load_bundle(out).manifest.data
+    assert (summary.n_total, summary.n_go, summary.n_stop) == (18, 9, 9)
+    assert (summary.n_train, summary.n_val) == (14, 4)
+    assert summary.source == f"{first} (12: GO 6, STOP 6) + {second} (6: GO 3, STOP 3)"
+    capsys.readouterr()
+    assert main(["train", str(first), str(first), "--out", str(tmp_path / "x"), "--epochs", "1"]) == 2
+    assert "the same folder as" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
