@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from torch import nn
 
 from tests.test_training import coloured_frames, write_folder
 from vision.bundle import load_bundle
 from vision.detector import OnnxDetector
 from vision.export import (
+    DEFAULT_GRAPH_ORDER,
     ExportError,
     LabelledFrames,
     _check_parity,
@@ -26,6 +29,8 @@ from vision.export import (
 )
 from vision.networks import build_network
 from vision.preprocess import Preprocessing, to_network_input
+from vision.quantize import FLOAT_NODES_KEY
+from vision.winograd import WinogradConvPoolReLU, phase_major_order, winograd_twin
 
 
 @pytest.fixture(scope="module")
@@ -181,15 +186,16 @@ def test_exported_graph_order_is_recorded_and_parity_checked_against_the_publish
     int8_bundle: Path, tmp_path: Path
 ):
     bundle = load_bundle(int8_bundle)
-    assert onnx_graph_order(bundle.path_of("onnx")) == "relu-before-pool"
-    assert _op_sequence(bundle.path_of("onnx")) == ["Conv", "Relu", "MaxPool"] * 4
+    assert onnx_graph_order(bundle.path_of("onnx")) == DEFAULT_GRAPH_ORDER == "winograd"
     assert bundle.manifest.metrics.onnx_parity_max_abs <= 1e-5
     torch.manual_seed(1)
     network = build_network("edge")
     old = build_bundle(network, "edge", tmp_path / "old", graph_order="as-trained")
     assert onnx_graph_order(old.path_of("onnx")) == "as-trained"
-    assert _op_sequence(old.path_of("onnx")) == ["Conv", "MaxPool", "Relu"] * 4
-    new = build_bundle(network, "edge", tmp_path / "new")
+    stages = sum(isinstance(m, nn.Conv2d) for m in network.features)
+    assert _op_sequence(old.path_of("onnx")) == ["Conv", "MaxPool", "Relu"] * stages
+    new = build_bundle(network, "edge", tmp_path / "new", graph_order="relu-before-pool")
+    assert _op_sequence(new.path_of("onnx")) == ["Conv", "Relu", "MaxPool"] * stages
     x = to_network_input(stand_in_frames(Preprocessing(), n=4, seed=5).images, Preprocessing())
     old_probs = OnnxDetector(old).predict(x)
     assert np.max(np.abs(OnnxDetector(new).predict(x) - old_probs)) <= 1e-6
@@ -200,3 +206,119 @@ def test_unknown_graph_order_is_an_error_before_writing_anything(tmp_path: Path)
     with pytest.raises(ExportError, match="choose one of"):
         build_bundle(build_network("edge"), "edge", tmp_path / "x", graph_order="upside-down")
     assert list(tmp_path.iterdir()) == []
+
+
+# Winograd graph order ---------------------------------------------------------------------------------------
+
+
+class StagedNet(nn.Module):
+    """A small network in the project's shape (features, classifier) with two wide 3×3 stages."""
+
+    def __init__(self, widths: tuple[int, ...] = (3, 32, 32, 40), side: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for c_in, c_out in itertools.pairwise(widths):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.MaxPool2d(2), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        out_side = side >> (len(widths) - 1)
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.25),
+            nn.Flatten(),
+            nn.Linear(widths[-1] * out_side * out_side, 6),
+            nn.ReLU(),
+            nn.Linear(6, 2),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def _conv_pool_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return torch.relu(nn.functional.max_pool2d(conv(x), 2))
+
+
+def _phase_major(image: torch.Tensor) -> torch.Tensor:
+    n, c, side, _ = image.shape
+    return image.reshape(n, -1)[:, phase_major_order(c, side)]
+
+
+@pytest.mark.parametrize("phase_input", [False, True])
+@pytest.mark.parametrize("phase_output", [False, True])
+def test_winograd_stage_computes_conv_pool_relu(phase_input: bool, phase_output: bool):
+    torch.manual_seed(5)
+    conv = nn.Conv2d(32, 24, 3, padding=1)
+    x = torch.randn(2, 32, 16, 16)
+    stage = WinogradConvPoolReLU(conv, 16, phase_input=phase_input, phase_output=phase_output)
+    with torch.inference_mode():
+        reference = _conv_pool_relu(conv, x)
+        got = stage(_phase_major(x) if phase_input else x)
+    expected = _phase_major(reference) if phase_output else reference
+    assert got.shape == expected.shape
+    assert torch.max(torch.abs(got - expected)) <= 1e-5 * float(reference.abs().max())
+    assert float(reference.abs().max()) > 0.1 and torch.count_nonzero(reference == 0) > 0  # ReLU did cut
+
+
+def test_winograd_stage_rejects_a_side_it_cannot_tile():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        WinogradConvPoolReLU(nn.Conv2d(32, 8, 3, padding=1), 14, phase_input=False, phase_output=True)
+
+
+def test_winograd_twin_chains_wide_stages_and_permutes_the_head():
+    torch.manual_seed(6)
+    network = StagedNet().eval()
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    twin = winograd_twin(network, 32).eval()
+    kinds = [type(m).__name__ for m in twin.features]
+    assert kinds == ["Conv2d", "MaxPool2d", "ReLU", "WinogradConvPoolReLU", "WinogradConvPoolReLU"]
+    first, second = twin.features[3], twin.features[4]
+    assert not first.phase_input and first.phase_output and second.phase_input  # the RGB stage stays direct
+    assert not torch.equal(twin.classifier[2].weight, network.classifier[2].weight)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.max(torch.abs(twin(x) - network(x))) <= 1e-6
+    assert all(torch.equal(v, network.state_dict()[k]) for k, v in before.items())  # caller's untouched
+
+
+def test_winograd_twin_rewrites_only_stages_that_can_stay_phase_major():
+    torch.manual_seed(7)
+    narrow_last = StagedNet(widths=(3, 32, 32, 8), side=32)  # 32→8: still ≥ 32 input channels
+    assert sum(isinstance(m, WinogradConvPoolReLU) for m in winograd_twin(narrow_last, 32).features) == 2
+    narrow_in = StagedNet(widths=(3, 16, 16), side=32)  # fewer than 32 input channels: no rewrite
+    assert not any(isinstance(m, WinogradConvPoolReLU) for m in winograd_twin(narrow_in, 32).features)
+    odd_side = StagedNet(widths=(3, 32, 32, 32), side=24)  # last stage input 6×6: cannot tile by 4
+    twin = winograd_twin(odd_side, 24)
+    assert not any(isinstance(m, WinogradConvPoolReLU) for m in twin.features)  # nor the stage before it
+
+
+def test_seed_winograd_twin_matches_the_published_network():
+    torch.manual_seed(8)
+    network = build_network("seed").eval()
+    twin = winograd_twin(network, 224).eval()
+    assert [type(m).__name__ for m in twin.features][-2:] == ["ReLU", "WinogradConvPoolReLU"]
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        assert torch.max(torch.abs(twin(x) - network(x))) <= 1e-6
+
+
+def test_winograd_bundle_is_parity_checked_and_its_int8_quantises_only_trained_layers(tmp_path: Path):
+    torch.manual_seed(9)
+    prep = Preprocessing(input_size=32)
+    rng = np.random.default_rng(10)
+    calib = LabelledFrames(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), np.arange(16) % 2)
+    bundle = build_bundle(StagedNet(), "staged", tmp_path / "w", calib, int8=True, prep=prep)
+    assert onnx_graph_order(bundle.path_of("onnx")) == "winograd"
+    assert bundle.manifest.metrics.onnx_parity_max_abs <= 1e-5
+    model = onnx.load(str(bundle.path_of("onnx")))
+    marked = next(p.value for p in model.metadata_props if p.key == FLOAT_NODES_KEY)
+    assert marked == "/features/features.3/;/features/features.4/"
+    int8 = onnx.load(str(bundle.path_of("onnx_int8")))
+    producers = {out: node.op_type for node in int8.graph.node for out in node.output}
+    winograd_nodes = [n for n in int8.graph.node if n.name.startswith(tuple(marked.split(";")))]
+    assert sum(n.op_type == "MatMul" for n in winograd_nodes) == 6  # 2 stages × (product + 2 transforms)
+    assert all(producers.get(i) != "DequantizeLinear" for n in winograd_nodes for i in n.input)
+    gemms = [n for n in int8.graph.node if n.op_type == "Gemm"]
+    assert len(gemms) == 2 and all(producers[g.input[1]] == "DequantizeLinear" for g in gemms)
+    x = to_network_input(calib.images[:4], prep)
+    fp32 = OnnxDetector(bundle, "fp32").predict(x)
+    assert 0 < np.max(np.abs(OnnxDetector(bundle, "int8").predict(x) - fp32)) <= 0.05

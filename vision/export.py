@@ -7,13 +7,20 @@ untrained network in a few seconds, so other parts' tests can make a real bundle
     from vision.networks import build_network
     bundle = build_bundle(build_network("edge"), "edge", tmp_path / "tiny")
 
-The ONNX graph is exported from a *graph order* of the network (`GRAPH_ORDERS`). The default,
-"relu-before-pool", swaps every published MaxPool → ReLU pair into ReLU → MaxPool. The two commute exactly
-(ReLU is monotonic, so max(relu(x)) = relu(max(x)), bit for bit), and the parity check against the torch
-network in its published order proves it on every export. The swap lets onnxruntime fuse each ReLU into its
-convolution (and, in INT8 graphs, fold it into the quantised convolution). The torch weights, training and
-DeepSHAP keep the published order; only the ONNX graph differs. The order is recorded in the ONNX file's
-metadata (`gostop.graph_order`).
+The ONNX graph is exported from a *graph order* of the network (`GRAPH_ORDERS`): an exact rewrite of the
+published network that onnxruntime runs faster. Every order is parity-checked against the torch network in
+its published order on every export (max |Δprob| ≤ 1e-5). The torch weights, training and DeepSHAP keep the
+published order; only the ONNX graph differs. The order is recorded in the ONNX file's metadata
+(`gostop.graph_order`).
+
+- "relu-before-pool" swaps every published MaxPool → ReLU pair into ReLU → MaxPool. The two commute exactly
+  (ReLU is monotonic, so max(relu(x)) = relu(max(x)), bit for bit). The swap lets onnxruntime fuse each ReLU
+  into its convolution (and, in INT8 graphs, fold it into the quantised convolution).
+- "winograd" (the default) is "relu-before-pool" plus, for stages with at least 32 input channels, the
+  Conv3×3 → MaxPool → ReLU triple computed by Winograd F(4×4, 3×3) with the pooling folded in (see
+  `vision.winograd`): 36 multiplications per 2×2 pooled output and channel pair instead of 144. Exact up
+  to float rounding; on the bench machine it takes ~0.9 ms off `seed`'s 32→64 convolution.
+- "as-trained" exports the published order unchanged.
 """
 
 from __future__ import annotations
@@ -64,7 +71,7 @@ class ExportError(VisionError, RuntimeError):
 GRAPH_ORDER_KEY = "gostop.graph_order"
 
 
-def as_trained(network: nn.Module) -> nn.Module:
+def as_trained(network: nn.Module, input_size: int) -> nn.Module:
     """The network exactly as published and trained (Conv → MaxPool → ReLU)."""
     return network
 
@@ -92,20 +99,31 @@ def _swap_pool_relu_pairs(sequence: nn.Sequential) -> None:
             i += 1
 
 
-GRAPH_ORDERS: dict[str, Callable[[nn.Module], nn.Module]] = {
-    "relu-before-pool": relu_before_pool,
+def winograd(network: nn.Module, input_size: int) -> nn.Module:
+    """`relu_before_pool` of `vision.winograd.winograd_twin`: wide 3×3 stages as Winograd F(4×4, 3×3)."""
+    from vision.winograd import winograd_twin
+
+    return relu_before_pool(winograd_twin(network, input_size))
+
+
+GraphOrder = Callable[[nn.Module, int], nn.Module]
+"""(network, input side) -> the module to trace; it must compute what the network computes."""
+
+GRAPH_ORDERS: dict[str, GraphOrder] = {
+    "winograd": winograd,
+    "relu-before-pool": lambda network, _input_size: relu_before_pool(network),
     "as-trained": as_trained,
 }
-DEFAULT_GRAPH_ORDER = "relu-before-pool"
+DEFAULT_GRAPH_ORDER = "winograd"
 
 
-def graph_order_twin(network: nn.Module, graph_order: str) -> nn.Module:
+def graph_order_twin(network: nn.Module, graph_order: str, input_size: int) -> nn.Module:
     """The module to trace for the ONNX graph, in the named graph order (see `GRAPH_ORDERS`)."""
     try:
         rewrite = GRAPH_ORDERS[graph_order]
     except KeyError:
         raise ExportError(f"graph order {graph_order!r}: choose one of {sorted(GRAPH_ORDERS)}") from None
-    return rewrite(network)
+    return rewrite(network, input_size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +196,7 @@ def export_onnx(
     """
     import onnx
 
-    network = graph_order_twin(network.eval().cpu(), graph_order).eval()
+    network = graph_order_twin(network.eval().cpu(), graph_order, input_size).eval()
     example = torch.zeros(1, 3, input_size, input_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -193,7 +211,7 @@ def export_onnx(
             dynamo=False,
             external_data=False,
         )
-    _record_graph_order(path, graph_order)
+    _record_graph_order(path, graph_order, _float_only_prefixes(network))
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
@@ -201,11 +219,23 @@ def export_onnx(
     return path
 
 
-def _record_graph_order(path: Path, graph_order: str) -> None:
+def _float_only_prefixes(traced: nn.Module) -> list[str]:
+    from vision.winograd import onnx_scope_prefixes
+
+    return onnx_scope_prefixes(traced)
+
+
+def _record_graph_order(path: Path, graph_order: str, float_only: list[str]) -> None:
+    """The graph order, and the node-name prefixes the INT8 quantiser must leave float, as metadata."""
     import onnx
 
+    from vision.quantize import FLOAT_NODES_KEY
+
     model = onnx.load(str(path))
-    onnx.helper.set_model_props(model, {GRAPH_ORDER_KEY: graph_order})
+    props = {GRAPH_ORDER_KEY: graph_order}
+    if float_only:
+        props[FLOAT_NODES_KEY] = ";".join(float_only)
+    onnx.helper.set_model_props(model, props)
     onnx.save(model, str(path))
 
 

@@ -11,7 +11,16 @@ the exported graph in ReLU-before-MaxPool order so each ReLU folds into its conv
 QLinearConv runs no faster than its float NCHWc convolution (2.8 vs 2.7 ms for conv2 and conv3, 2.8 vs
 1.4 ms for the 3-channel first conv), so "all" costs 11.7 ms per frame against 9.6 ms for "linear";
 quantising only the later convolutions is slower still (the Quantize/Transpose nodes between the float and
-INT8 parts cost more than nothing saved).
+INT8 parts cost more than nothing saved). This Zen-1 core multiplies int8 no faster than float (one
+128-bit integer multiply pipe against two float FMA pipes), so the convolutions are made cheaper by doing
+fewer multiplications instead (Winograd, `vision.winograd`).
+
+Nodes an exporter marks as float-only (ONNX metadata `gostop.float_nodes`: node-name prefixes; the
+Winograd stages' transforms and products) are never quantised: their matrices are fixed transforms, not
+trained weights, and their values are not in a range that INT8 keeps. Measured alternatives for the
+100 MB Linear on the bench machine, all within 0.3 ms of each other (~2.1 ms, bound by reading its 25 MB of
+INT8 weights: ~11-12 GB/s on one core): QDQ → QGemm per-channel or per-tensor, QLinearMatMul, dynamic
+quantisation (DynamicQuantizeMatMul); U8U8 and MatMulNBits (8-bit blocks) are slower.
 """
 
 from __future__ import annotations
@@ -47,12 +56,28 @@ class FrameCalibrationReader:
         self._next = 0
 
 
+FLOAT_NODES_KEY = "gostop.float_nodes"
+"""ONNX metadata key: node-name prefixes (separated by ";") of nodes that must stay float."""
+
+
 def float_output_nodes(model_path: Path) -> list[str]:
     """Names of the nodes kept in float: the output Sigmoid(s)."""
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
     return [node.name for node in model.graph.node if node.op_type == "Sigmoid"]
+
+
+def marked_float_nodes(model_path: Path) -> list[str]:
+    """Names of the nodes under the float-only prefixes the exporter recorded (`FLOAT_NODES_KEY`)."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    recorded = next((p.value for p in model.metadata_props if p.key == FLOAT_NODES_KEY), "")
+    prefixes = tuple(prefix for prefix in recorded.split(";") if prefix)
+    if not prefixes:
+        return []
+    return [node.name for node in model.graph.node if node.name.startswith(prefixes)]
 
 
 QUANT_SCOPES: dict[str, tuple[str, ...] | None] = {
@@ -69,7 +94,8 @@ def quantize_int8(
     scope: str = DEFAULT_SCOPE,
     per_channel: bool = True,
 ) -> Path:
-    """Write a QDQ INT8 copy of `fp32_path` calibrated on `frames` (MinMax); the Sigmoid stays float."""
+    """Write a QDQ INT8 copy of `fp32_path` calibrated on `frames` (MinMax); the Sigmoid and the nodes
+    marked float-only (`marked_float_nodes`) stay float."""
     import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -87,9 +113,10 @@ def quantize_int8(
     session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     del session
-    keep_float = float_output_nodes(fp32_path)
-    if not keep_float:
+    outputs = float_output_nodes(fp32_path)
+    if not outputs:
         raise QuantizeError(f"{fp32_path}: no Sigmoid output node found; re-export the network")
+    keep_float = outputs + marked_float_nodes(fp32_path)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)

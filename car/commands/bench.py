@@ -1,12 +1,23 @@
-"""`car bench [--json] [--repeat N]`: per-frame latency at batch 1 of torch eager vs onnxruntime fp32 vs
-onnxruntime INT8, for both architectures, at 1 and 2 threads, measured side by side in one run.
+"""`car bench [--json] [--repeat N] [--graph-order ORDER]`: per-frame latency at batch 1 of torch eager vs
+onnxruntime fp32 vs onnxruntime INT8, for both architectures, at 1 and 2 threads, measured side by side in
+one run.
 
 Runs are interleaved (round-robin over every configuration, `--repeat` rounds), so a slow moment of the
 shared machine hits all of them alike; ratios are the median per-frame time of `seed` in torch eager (the
 published way to run it) at the same thread count divided by each configuration's. Weights are untrained
 (latency does not depend on their values); the INT8 models are calibrated on stand-in frames for the same
-reason. The bundles are exported as `car export` does by default (graph order "relu-before-pool", INT8
-scope "linear"); the report names both. `bench/bench_inference.py` calls `run_benchmark` too.
+reason. The bundles are exported as `car export` does by default (graph order "winograd", INT8 scope
+"linear") unless `--graph-order` says otherwise; the report names both. `bench/bench_inference.py` calls
+`run_benchmark` too.
+
+Fairness between configurations: every configuration keeps its warm session, but an idle session does not
+stay idle at once. onnxruntime's intra-op workers spin for 2^20 pause loops after their last task
+(`session.intra_op.allow_spinning`, on by default, as on the car) and torch's OpenMP workers spin too, so
+on a 2-core machine the configuration measured next had its second thread fighting the previous one's
+spinning workers (2-thread figures were inflated by up to ~2x, and in no fixed direction). Before each
+configuration's frames the benchmark therefore waits `SETTLE_S` (the spinning ends, the workers sleep) and
+runs `REWARM_FRAMES` unmeasured frames (its own workers wake up, caches refill), then times its frames
+back to back, as a car's loop runs them.
 """
 
 from __future__ import annotations
@@ -25,6 +36,9 @@ ARCHS = ("seed", "edge")
 RUNTIMES = ("torch", "fp32", "int8")
 RUNTIME_NAMES = {"torch": "torch eager", "fp32": "onnxruntime fp32", "int8": "onnxruntime INT8"}
 THREADS = (1, 2)
+SETTLE_S = 0.1
+"""Pause before each configuration's frames: longer than any idle worker pool spins (a few ms here)."""
+REWARM_FRAMES = 2
 SEED_INT8_TARGET = 3.0
 EDGE_ONNX_TARGET = 10.0
 
@@ -89,7 +103,7 @@ class BenchReport:
 Predict = Callable[[np.ndarray], np.ndarray]
 
 
-def _make_bundles(root: Path) -> dict[str, Path]:
+def _make_bundles(root: Path, graph_order: str) -> dict[str, Path]:
     import torch
 
     from vision.export import LabelledFrames, build_bundle, stand_in_frames
@@ -101,7 +115,9 @@ def _make_bundles(root: Path) -> dict[str, Path]:
     paths: dict[str, Path] = {}
     for arch in ARCHS:
         torch.manual_seed(0)
-        bundle = build_bundle(build_network(arch), arch, root / arch, calib, int8=True)
+        bundle = build_bundle(
+            build_network(arch), arch, root / arch, calib, int8=True, graph_order=graph_order
+        )
         paths[arch] = bundle.root
     return paths
 
@@ -127,7 +143,19 @@ def _time_frames(predict: Predict, frame: np.ndarray, n: int) -> list[float]:
     return times
 
 
-def run_benchmark(repeat: int = 5, frames_per_round: int = 10, progress: bool = True) -> BenchReport:
+def _settled_frames(predict: Predict, frame: np.ndarray, n: int) -> list[float]:
+    """`n` timed frames after other configurations' worker threads went quiet and this one's woke up."""
+    time.sleep(SETTLE_S)
+    _time_frames(predict, frame, REWARM_FRAMES)
+    return _time_frames(predict, frame, n)
+
+
+def run_benchmark(
+    repeat: int = 5,
+    frames_per_round: int = 10,
+    progress: bool = True,
+    graph_order: str | None = None,
+) -> BenchReport:
     """Measure every (arch, runtime, threads) configuration, interleaved, and compute the ratios."""
     from vision.export import DEFAULT_GRAPH_ORDER
     from vision.preprocess import Preprocessing, preprocess
@@ -136,8 +164,9 @@ def run_benchmark(repeat: int = 5, frames_per_round: int = 10, progress: bool = 
     rng = np.random.default_rng(0)
     frame = preprocess(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), Preprocessing())
     samples: dict[tuple[str, str, int], list[float]] = {}
+    order = graph_order or DEFAULT_GRAPH_ORDER
     with tempfile.TemporaryDirectory(prefix="car-bench-") as tmp:
-        bundle_paths = _make_bundles(Path(tmp))
+        bundle_paths = _make_bundles(Path(tmp), order)
         onnx_bytes = {
             f"{arch} {kind}": (bundle_paths[arch] / name).stat().st_size
             for arch in ARCHS
@@ -150,7 +179,7 @@ def run_benchmark(repeat: int = 5, frames_per_round: int = 10, progress: bool = 
             for round_no in range(repeat):
                 for (arch, runtime), predict in predictors.items():
                     key = (arch, runtime, threads)
-                    samples.setdefault(key, []).extend(_time_frames(predict, frame, frames_per_round))
+                    samples.setdefault(key, []).extend(_settled_frames(predict, frame, frames_per_round))
                 if progress:
                     print(f"  threads {threads}: round {round_no + 1}/{repeat}", flush=True)
     latencies = []
@@ -185,12 +214,18 @@ def run_benchmark(repeat: int = 5, frames_per_round: int = 10, progress: bool = 
                 EDGE_ONNX_TARGET,
             )
         )
-    return BenchReport(tuple(latencies), tuple(targets), onnx_bytes, DEFAULT_GRAPH_ORDER, DEFAULT_SCOPE)
+    return BenchReport(tuple(latencies), tuple(targets), onnx_bytes, order, DEFAULT_SCOPE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--frames", type=int, default=10, help="frames per configuration per round")
+    parser.add_argument(
+        "--graph-order",
+        choices=("winograd", "relu-before-pool", "as-trained"),
+        default=None,
+        help="ONNX graph order of the benchmarked bundles (default: car export's, winograd)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
@@ -199,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeat < 1 or args.frames < 1:
         raise VisionError("--repeat and --frames must be at least 1")
-    report = run_benchmark(args.repeat, args.frames, progress=not args.json)
+    order = getattr(args, "graph_order", None)
+    report = run_benchmark(args.repeat, args.frames, progress=not args.json, graph_order=order)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
