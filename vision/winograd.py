@@ -166,8 +166,9 @@ class WinogradConvPoolReLU(nn.Module):
             v = nn.functional.conv2d(r, self.cols, stride=(1, 2), padding=(0, 1))  # (N·C·6, 6, t, t)
             return v.reshape(n, c, SPAN * SPAN, t * t)
         n = x.shape[0]
-        x = nn.functional.pad(x, (1, 1, 1, 1)).reshape(n * c, 1, side + 2, side + 2)
-        r = nn.functional.conv2d(x, self.rows, stride=(TILE, 1))  # (N·C, 6, t, side + 2)
+        x = x.reshape(n * c, 1, side, side)
+        # the zero padding of the rows and of the columns (which the column transform reads), in one go
+        r = nn.functional.conv2d(x, self.rows, stride=(TILE, 1), padding=1)  # (N·C, 6, t, side + 2)
         v = nn.functional.conv2d(r.reshape(n * c * SPAN, 1, t, side + 2), self.cols, stride=(1, TILE))
         return v.reshape(n, c, SPAN * SPAN, t * t)
 
