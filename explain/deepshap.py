@@ -272,14 +272,15 @@ class ActivationRule(LayerRule):
         if not bool(fallback.any()):
             bg_out = g.bg * ratio
             return RowGrads(bg_out, None if g.frame is None else g.frame * ratio)
+        # The multiplier is chosen per frame × reference pair (half the size of the rows when both
+        # outputs are explained), then applied to the rows in one product.
         d_bg = _lead(self._derivative(bg), "bg")
         d_fr = _lead(self._derivative(frame), "frame")
-        bg_out = torch.where(fallback, g.bg * d_bg, g.bg * ratio)
+        bg_out = g.bg * torch.where(fallback, d_bg, ratio)
         diverges = g.frame is not None or bool((fallback & (d_bg != d_fr)).any())
         if not diverges:
             return RowGrads(bg_out, None)
-        src = g.frame_or_bg()
-        return RowGrads(bg_out, torch.where(fallback, src * d_fr, src * ratio))
+        return RowGrads(bg_out, g.frame_or_bg() * torch.where(fallback, d_fr, ratio))
 
     def _derivative(self, saved: Saved) -> torch.Tensor:
         if saved.aux is None:
@@ -315,6 +316,9 @@ class MaxPool2dRule(LayerRule):
         self.simple = (
             k == s and _pair(module.padding) == (0, 0) and _pair(module.dilation) == (1, 1)
         ) and not module.ceil_mode
+        # Set by the engine when a patch convolution comes right before: it reads the gradient with the
+        # rows innermost (see `_patch_major`), so the scatter writes it in that layout directly.
+        self.rows_innermost = False
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Saved]:
         p = self.pool
@@ -378,7 +382,11 @@ class MaxPool2dRule(LayerRule):
             gf = g.frame.reshape(b, k, c, ch, hw)
             v_frame = (gf * frame_part + gb * torch.where(same, ref_part, 0.0)) * inv_frame
         v_ref = gb * (ref_part * inv_ref)
-        out = torch.zeros((b, k, c, ch, full), dtype=gb.dtype, device=gb.device)
+        if self.rows_innermost:
+            buffer = torch.zeros((ch * full, b * k * c), dtype=gb.dtype, device=gb.device)
+            out = buffer.t().view(b, k, c, ch, full)
+        else:
+            out = torch.zeros((b, k, c, ch, full), dtype=gb.dtype, device=gb.device)
         out.scatter_(4, fi.expand(b, k, c, ch, hw), v_frame)
         out.scatter_add_(4, bi.expand(b, k, c, ch, hw), v_ref)
         return out.reshape((b, k, c, *in_shape))
@@ -500,6 +508,20 @@ def read_chain(model: nn.Module, example: torch.Tensor) -> tuple[ChainLayer, ...
     return tuple(layers)
 
 
+def _plan_layouts(layers: Sequence[ChainLayer]) -> None:
+    """Let a max-pool that feeds a first-layer patch convolution write its gradient rows-innermost."""
+    if len(layers) < 2:
+        return
+    first, second = layers[0].rule, layers[1].rule
+    if (
+        isinstance(first, Conv2dRule)
+        and first._patch_grid(layers[0].in_shape) is not None
+        and isinstance(second, MaxPool2dRule)
+        and second.simple
+    ):
+        second.rows_innermost = True
+
+
 def _forward(layers: Sequence[ChainLayer], x: torch.Tensor) -> tuple[torch.Tensor, list[Saved]]:
     saved: list[Saved] = []
     for layer in layers:
@@ -584,6 +606,7 @@ class DeepShapEngine:
         if self.background.ndim < 2 or self.background.shape[0] < 1:
             raise ExplainError("the background needs at least one frame")
         self.layers = read_chain(self.model, self.background[:1])
+        _plan_layouts(self.layers)
         n = self.background.shape[0]
         self.widest = max(math.prod(lay.in_shape) for lay in self.layers)
         chunk = self._bg_chunk(rows_per_bg=1)
