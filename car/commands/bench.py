@@ -11,13 +11,15 @@ reason. The bundles are exported as `car export` does by default (graph order "w
 `run_benchmark` too.
 
 Fairness between configurations: every configuration keeps its warm session, but an idle session does not
-stay idle at once. onnxruntime's intra-op workers spin for 2^20 pause loops after their last task
+go quiet at once. onnxruntime's intra-op workers spin for 2^20 pause loops after their last task
 (`session.intra_op.allow_spinning`, on by default, as on the car) and torch's OpenMP workers spin too, so
-on a 2-core machine the configuration measured next had its second thread fighting the previous one's
-spinning workers (2-thread figures were inflated by up to ~2x, and in no fixed direction). Before each
-configuration's frames the benchmark therefore waits `SETTLE_S` (the spinning ends, the workers sleep) and
-runs `REWARM_FRAMES` unmeasured frames (its own workers wake up, caches refill), then times its frames
-back to back, as a car's loop runs them.
+on a 2-core machine the configuration timed next had its second thread fighting the previous one's
+spinning workers. Which configuration suffered depended on the order: `--no-settle` on a quiet machine
+timed seed INT8 (run right after seed fp32) at 9.4 ms with 2 threads against 5.0 ms settled, slower than
+with 1 thread. Before each configuration's frames the benchmark therefore waits `SETTLE_S` (the spinning
+ends, the workers sleep) and runs `REWARM_FRAMES` unmeasured frames (its own workers wake up, caches
+refill), then times its frames back to back, as a car's loop runs them. At 1 thread there are no worker
+threads and settling changes nothing.
 """
 
 from __future__ import annotations
