@@ -101,39 +101,14 @@ def test_other_activations_use_the_same_rule_as_shap(act: type[nn.Module]):
     assert np.abs(values - reference).max() <= TOL * max(1.0, np.abs(reference).max())
 
 
-def test_strided_first_convolution_like_edgenet():
-    torch.manual_seed(15)
-    model = built(
-        chain(
-            nn.Conv2d(3, 4, 3, stride=2, padding=1),
-            nn.MaxPool2d(2),
-            nn.ReLU(),
-            nn.Conv2d(4, 4, 3, padding=1),
-            nn.MaxPool2d(2),
-            nn.ReLU(),
-            nn.Dropout(0.25),
-            nn.Flatten(),
-            nn.LazyLinear(8),
-            nn.ReLU(),
-            nn.Linear(8, 2),
-            nn.Sigmoid(),
-        ),
-        33,  # odd size: the strided convolution drops a row and column that the gradient must restore
-    )
-    background, frames = inputs(16, 8, 33), inputs(17, 2, 33)
-    reference = published(model, background, frames)
-    values = DeepShapEngine(model, background).explain(frames.numpy()).values
-    assert np.abs(values - reference).max() <= TOL * max(1.0, np.abs(reference).max())
-
-
-def patch_stem_like_edgenet(seed: int) -> nn.Module:
-    """EdgeNet's pattern: a non-overlapping 4×4 stride-4 stem, then pooled 3×3 stages."""
+def stem_then_pooled_stage(stem: nn.Conv2d, seed: int) -> nn.Module:
+    """`stem`, MaxPool, ReLU, one more [Conv3×3, MaxPool, ReLU] stage and SeedNet's head."""
     torch.manual_seed(seed)
     return chain(
-        nn.Conv2d(3, 5, 4, stride=4),
+        stem,
         nn.MaxPool2d(2),
         nn.ReLU(),
-        nn.Conv2d(5, 6, 3, padding=1),
+        nn.Conv2d(stem.out_channels, 6, 3, padding=1),
         nn.MaxPool2d(2),
         nn.ReLU(),
         nn.Dropout(0.25),
@@ -145,13 +120,25 @@ def patch_stem_like_edgenet(seed: int) -> nn.Module:
     )
 
 
+def test_strided_first_convolution():
+    torch.manual_seed(15)
+    stem = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+    # odd size: the strided convolution drops a row and column that the gradient must restore
+    model = built(stem_then_pooled_stage(stem, 15), 33)
+    background, frames = inputs(16, 8, 33), inputs(17, 2, 33)
+    reference = published(model, background, frames)
+    values = DeepShapEngine(model, background).explain(frames.numpy()).values
+    assert np.abs(values - reference).max() <= TOL * max(1.0, np.abs(reference).max())
+
+
 @pytest.mark.parametrize(
     ("size", "fast"), [(32, True), (34, False)], ids=["patch-grid", "input-not-a-multiple-of-the-patch"]
 )
 def test_patch_stem_equals_shap(size: int, fast: bool):
     """The patch-convolution shortcut (one batched product per patch, no per-row input gradient) gives
     shap's values; an input the patches do not tile takes the general transposed-convolution path."""
-    model = built(patch_stem_like_edgenet(21), size)
+    torch.manual_seed(21)
+    model = built(stem_then_pooled_stage(nn.Conv2d(3, 5, 4, stride=4), 21), size)  # EdgeNet's patch stem
     background, frames = inputs(22, 9, size), inputs(23, 3, size)
     reference = published(model, background, frames)
     engine = DeepShapEngine(model, background)
