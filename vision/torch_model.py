@@ -44,13 +44,16 @@ def load_torch_network(bundle: ModelBundle, device: str = "cpu") -> nn.Module:
     if missing or extra:
         raise BundleError(
             f"{bundle.path_of('weights')}: weights do not fit arch {bundle.manifest.arch!r} "
-            f"(missing {missing[:3]}, unexpected {extra[:3]}); re-export the bundle"
+            f"(missing {missing[:3]}, unexpected {extra[:3]}): it was trained for another version of "
+            "that network; retrain it with `car train`, or use its ONNX files only (car drive, "
+            "car eval --runtime onnx)"
         )
     for name, tensor in expected.items():
         if tuple(state[name].shape) != tuple(tensor.shape):
             raise BundleError(
                 f"{bundle.path_of('weights')}: {name} has shape {tuple(state[name].shape)}, arch "
-                f"{bundle.manifest.arch!r} needs {tuple(tensor.shape)}; re-export the bundle"
+                f"{bundle.manifest.arch!r} needs {tuple(tensor.shape)}: it was trained for another "
+                "version of that network; retrain it with `car train`, or use its ONNX files only"
             )
     network.load_state_dict(state)
     return network.to(device).eval()
