@@ -32,7 +32,10 @@ def test_dataset_command_writes_frames_masks_manifest_and_summary(tmp_path, caps
         if record.label == 1:
             assert record.distance_m is not None and record.distance_m <= WorldConfig().stop_distance_m
     scan = scan_folder(out)
-    assert len(scan.items) == 24 and not scan.skipped  # masks/ and the manifest are not frames
+    assert len(scan.items) == 24 and not scan.skipped  # masks/, the manifest, dataset.json are not frames
+    made_by = json.loads((out / "dataset.json").read_text())
+    assert made_by["command"] and made_by["created_utc"].endswith("Z")
+    assert re.fullmatch(r"[0-9a-f]{12}(-dirty)?|unknown \(not a git checkout\)", made_by["code_version"])
     data = load_dataset(out)
     with_mask = [m for m in data.masks() if m is not None]
     assert with_mask and all(m.any() for m in with_mask)
@@ -84,3 +87,12 @@ def test_baseline_accuracy_on_the_default_mix_leaves_room_for_the_cnn():
     predictions = IntensityBaseline().predict_batch(np.stack([f.rgb for f in frames]))
     report = classification_report(labels, predictions)
     assert 0.5 < report.accuracy <= 0.85, report.format_table()
+
+
+def test_provenance_command_line_is_shell_ready():
+    from vision.provenance import command_line
+
+    assert (
+        command_line(["/venv/bin/car", "sim", "dataset", "--out", "my set"])
+        == "car sim dataset --out 'my set'"
+    )

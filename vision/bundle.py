@@ -261,7 +261,10 @@ def runtime_versions(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     import onnx
     import onnxruntime
 
+    from vision.provenance import code_version
+
     versions = {
+        "gostop": code_version(),
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "onnx": onnx.__version__,

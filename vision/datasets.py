@@ -4,7 +4,8 @@ Two layouts are understood (a small registry, so a third is one class more):
 
 - `label_prefix`: the published experiment's naming, `{label}_{uuid}.jpg` in one folder (0 = GO,
   1 = STOP). `car sim dataset` writes this, plus `masks/<stem>.png` (the can's pixels) and
-  `manifest.jsonl` (every ground-truth field), which the scan never mistakes for frames.
+  `manifest.jsonl` (every ground-truth field) and `dataset.json` (the command and code version that wrote
+  the folder), which the scan never mistakes for frames.
 - `free_blocked`: `free/*.jpg` (GO) and `blocked/*.jpg` (STOP), as other robot-car projects collect.
 
 A file that is not usable (a wrong name, not an image, unreadable, too small) is skipped and counted by
@@ -33,6 +34,8 @@ from vision.preprocess import INPUT_SIZE, fit_to_input
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 MASK_DIR = "masks"
 MANIFEST_NAME = "manifest.jsonl"
+PROVENANCE_NAME = "dataset.json"
+"""Written by `car sim dataset` / `car sim collect`: the command and code version that made the folder."""
 MIN_IMAGE_SIDE = 32
 """Smaller images carry too little to be resized to the input size; they are skipped as `too_small`."""
 
@@ -146,7 +149,7 @@ class LabelPrefixLayout:
         mask_dir = root / MASK_DIR
         items: list[DatasetItem] = []
         for path in _image_files(root):
-            if path.name == MANIFEST_NAME:
+            if path.name in (MANIFEST_NAME, PROVENANCE_NAME):
                 continue
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 skipped[SkipReason.NOT_IMAGE] += 1

@@ -7,6 +7,7 @@ flushed after its image and mask, so an interrupted run leaves a consistent, loa
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import Counter
@@ -16,11 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.datasets import IMAGE_SUFFIXES, MANIFEST_NAME, MASK_DIR, ClosedLoopFields, ManifestRecord
+from vision.datasets import (
+    IMAGE_SUFFIXES,
+    MANIFEST_NAME,
+    MASK_DIR,
+    PROVENANCE_NAME,
+    ClosedLoopFields,
+    ManifestRecord,
+)
 from vision.errors import VisionError
 from vision.frame import GroundTruth
 from vision.imageio import write_rgb
 from vision.labels import LABEL_NAMES
+from vision.provenance import provenance
 from vision.sim.config import WorldConfig
 from vision.sim.kinds import SCENE_KINDS, pick_kind, sample_scene
 from vision.sim.render import renderer_for
@@ -114,6 +123,7 @@ class FrameFolderWriter:
         self.jpeg_quality = jpeg_quality
         check_empty_folder(self.out)
         (self.out / MASK_DIR).mkdir(parents=True, exist_ok=True)
+        (self.out / PROVENANCE_NAME).write_text(json.dumps(provenance(), indent=1) + "\n", encoding="utf-8")
         self._manifest = (self.out / MANIFEST_NAME).open("a", encoding="utf-8")
         self.labels: Counter[int] = Counter()
         self.kinds: Counter[str] = Counter()
