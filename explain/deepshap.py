@@ -146,10 +146,10 @@ class LinearRule(AffineRule):
 
 
 class Conv2dRule(AffineRule):
-    """Convolutions. A patch convolution (kernel = stride, no padding, dilation or groups, the input an
-    exact multiple of the kernel) touches every input pixel through exactly one weight per output channel,
-    so its input gradient is a matrix product and a reshape, and the first layer's attribution contracts
-    the background rows inside one batched matrix product (see `input_attribution`)."""
+    """Convolutions. A first-layer patch convolution (kernel = stride, no padding, dilation or groups, the
+    input an exact multiple of the kernel) touches every input pixel through exactly one weight per output
+    channel, so its attribution contracts the background rows inside one batched matrix product (see
+    `input_attribution`) instead of forming every row's input gradient."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__(module)
@@ -194,12 +194,6 @@ class Conv2dRule(AffineRule):
 
     def vjp(self, g: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
         m = self.conv
-        grid = self._patch_grid(in_shape)
-        if grid is not None:
-            weight = m.weight.reshape(m.out_channels, -1)  # (O, J)
-            rows = g.shape[0]
-            per_patch = g.permute(0, 2, 3, 1).reshape(rows, -1, m.out_channels) @ weight  # (R, P, J)
-            return self._from_patches(per_patch, grid, int(in_shape[0]))
         if isinstance(m.padding, str) or m.padding_mode != "zeros":
             return super().vjp(g, in_shape)
         # The input gradient of a convolution is the transposed convolution of the output gradient;
