@@ -7,6 +7,7 @@ world's renderer changes, and the same `car sim dataset` command then writes dif
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import shlex
 import subprocess
 import sys
@@ -22,8 +23,13 @@ def _git(*args: str) -> str:
     return done.stdout.strip()
 
 
+@functools.cache
 def code_version() -> str:
-    """The checkout's commit (`-dirty` when tracked files differ from it), or why it is not known."""
+    """The checkout's commit (`-dirty` when tracked files differ from it), or why it is not known.
+
+    Asked once per process: the code that runs is the code imported at start, whatever happens to the
+    checkout later.
+    """
     try:
         commit = _git("rev-parse", "--short=12", "HEAD")
         changed = _git("status", "--porcelain", "--untracked-files=no")
