@@ -45,7 +45,7 @@ import argparse
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -396,9 +396,7 @@ class CollectSettings:
                 f"{', '.join(map(str, EVAL_SEEDS))}); collecting on it trains on the test scenes, choose "
                 "another (e.g. 10)"
             )
-        check_kinds(self.kinds)
-        if not 1 <= self.jpeg_quality <= 100:
-            raise CarError(f"--jpeg-quality {self.jpeg_quality}: must be in 1..100")
+        check_kinds(self.kinds)  # --jpeg-quality is checked by the folder writer, as for `car sim dataset`
 
     def eval_settings(self) -> EvalSettings:
         return EvalSettings(runs=self.runs, seed=self.seed, kinds=self.kinds, world=self.world)
@@ -626,12 +624,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> CollectSettings:
-    kinds: Sequence[str] = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     return CollectSettings(
         out=args.out,
         runs=args.runs,
         seed=args.seed,
-        kinds=tuple(kinds),
+        kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
         keep=parse_keep(args.keep),
         jpeg_quality=args.jpeg_quality,
     )
@@ -639,7 +636,6 @@ def settings_from_args(args: argparse.Namespace) -> CollectSettings:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    settings.validate()
     config = load_config(args.config)
     config = with_overrides(config, [*args.set, f"model.bundle={args.model}"])
     summary = collect(settings, config, jobs=args.jobs, progress=not args.json)
