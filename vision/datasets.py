@@ -258,35 +258,58 @@ class LoadedDataset:
         return [None if it.mask_path is None else read_mask(it.mask_path, side) for it in self.items]
 
 
+@dataclass(frozen=True, slots=True)
+class DecodedFrames:
+    """What `decode_counting` made of a list of items: the decodable frames and why the others failed."""
+
+    images: np.ndarray
+    """uint8 N×size×size×3, the decodable items' frames in order."""
+    decoded: tuple[int, ...]
+    """Indices (into the items given) of those frames."""
+    failed: tuple[tuple[int, SkipReason], ...]
+    """Index and reason of every item that could not be decoded."""
+
+
+def decode_counting(
+    items: Sequence[DatasetItem], size: int, *, progress: bool = False, desc: str = "loading frames"
+) -> DecodedFrames:
+    """Decode `items`, skipping (and reporting) the unreadable and too small ones instead of raising."""
+    images = np.empty((len(items), size, size, 3), dtype=np.uint8)
+    decoded: list[int] = []
+    failed: list[tuple[int, SkipReason]] = []
+    iterator: Iterable[tuple[int, DatasetItem]] = enumerate(items)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, total=len(items), desc=desc, unit="img")
+    for i, item in iterator:
+        try:
+            images[len(decoded)] = read_frame(item.path, size)
+        except ImageTooSmallError:
+            failed.append((i, SkipReason.TOO_SMALL))
+            continue
+        except ImageReadError:
+            failed.append((i, SkipReason.UNREADABLE))
+            continue
+        decoded.append(i)
+    used = images if len(decoded) == len(items) else images[: len(decoded)].copy()
+    return DecodedFrames(used, tuple(decoded), tuple(failed))
+
+
 def load_dataset(
     root: str | Path, size: int = INPUT_SIZE, progress: bool = False, limit: int | None = None
 ) -> LoadedDataset:
     """Scan `root` and decode every usable frame; unreadable or too small files are skipped and counted."""
     scan = scan_folder(root)
     candidates = scan.items if limit is None else scan.items[:limit]
-    skipped: Counter[SkipReason] = Counter(scan.skipped)
-    images: list[np.ndarray] = []
-    kept: list[DatasetItem] = []
-    iterator: Iterable[DatasetItem] = candidates
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(candidates, desc=f"loading {scan.root}", unit="img")
-    for item in iterator:
-        try:
-            images.append(read_frame(item.path, size))
-        except ImageTooSmallError:
-            skipped[SkipReason.TOO_SMALL] += 1
-            continue
-        except ImageReadError:
-            skipped[SkipReason.UNREADABLE] += 1
-            continue
-        kept.append(item)
-    if not kept:
+    frames = decode_counting(candidates, size, progress=progress, desc=f"loading {scan.root}")
+    if not frames.decoded:
         raise VisionError(f"{scan.root}: none of its {len(candidates)} image files could be decoded")
-    stacked = np.stack(images) if images else np.empty((0, size, size, 3), np.uint8)
+    skipped: Counter[SkipReason] = Counter(scan.skipped)
+    skipped.update(reason for _, reason in frames.failed)
+    kept = tuple(candidates[i] for i in frames.decoded)
     labels = np.fromiter((it.label for it in kept), dtype=np.int64, count=len(kept))
-    return LoadedDataset(stacked, labels, tuple(kept), scan, dict(skipped))
+    return LoadedDataset(frames.images, labels, kept, scan, dict(skipped))
 
 
 # -- several folders as one training set ---------------------------------------------------------------------
@@ -359,37 +382,22 @@ def load_folders(
             keep = np.sort(np.random.default_rng(seed).choice(len(candidates), size=limit, replace=False))
             candidates = [candidates[int(i)] for i in keep]
             owner = [owner[int(i)] for i in keep]
-    skipped: list[Counter[SkipReason]] = [Counter(scan.skipped) for scan in scans]
-    images = np.empty((len(candidates), size, size, 3), dtype=np.uint8)
-    kept: list[DatasetItem] = []
-    kept_owner: list[int] = []
-    iterator: Iterable[tuple[DatasetItem, int]] = zip(candidates, owner, strict=True)
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, total=len(candidates), desc="loading frames", unit="img")
-    for item, part in iterator:
-        try:
-            images[len(kept)] = read_frame(item.path, size)
-        except ImageTooSmallError:
-            skipped[part][SkipReason.TOO_SMALL] += 1
-            continue
-        except ImageReadError:
-            skipped[part][SkipReason.UNREADABLE] += 1
-            continue
-        kept.append(item)
-        kept_owner.append(part)
-    if not kept:
+    frames = decode_counting(candidates, size, progress=progress)
+    if not frames.decoded:
         names = ", ".join(str(scan.root) for scan in scans)
         raise VisionError(f"{names}: none of the {len(candidates)} image files could be decoded")
+    skipped: list[Counter[SkipReason]] = [Counter(scan.skipped) for scan in scans]
+    for i, reason in frames.failed:
+        skipped[owner[i]][reason] += 1
+    kept = [candidates[i] for i in frames.decoded]
+    kept_owner = [owner[i] for i in frames.decoded]
     labels = np.fromiter((it.label for it in kept), dtype=np.int64, count=len(kept))
     parts = []
     for i, scan in enumerate(scans):
         mine = [label for label, part in zip(labels.tolist(), kept_owner, strict=True) if part == i]
         n_stop = sum(label == STOP for label in mine)
         parts.append(FolderPart(scan.root, scan.layout, len(mine) - n_stop, n_stop, dict(skipped[i])))
-    used = images if len(kept) == len(candidates) else images[: len(kept)].copy()
-    return CombinedDataset(used, labels, tuple(kept), tuple(parts))
+    return CombinedDataset(frames.images, labels, tuple(kept), tuple(parts))
 
 
 @dataclass(frozen=True, slots=True)
