@@ -361,6 +361,17 @@ def scan_folders(roots: Sequence[str | Path]) -> tuple[FolderScan, ...]:
     return tuple(scan_folder(root) for root in roots)
 
 
+def seeded_subset(n: int, limit: int, seed: int) -> np.ndarray:
+    """Indices of `--limit` items out of `n`, in order: a seeded random choice (all of them when `limit`
+    is not smaller). Random, not the first ones: folders sort by name, names start with the label, and
+    the first N files would all be GO."""
+    if limit < 1:
+        raise VisionError(f"--limit {limit}: must be at least 1")
+    if limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
 def load_folders(
     roots: Sequence[str | Path],
     size: int = INPUT_SIZE,
@@ -376,12 +387,9 @@ def load_folders(
     owner = [i for i, scan in enumerate(scans) for _ in scan.items]
     candidates = [item for scan in scans for item in scan.items]
     if limit is not None:
-        if limit < 1:
-            raise VisionError(f"--limit {limit}: must be at least 1")
-        if limit < len(candidates):
-            keep = np.sort(np.random.default_rng(seed).choice(len(candidates), size=limit, replace=False))
-            candidates = [candidates[int(i)] for i in keep]
-            owner = [owner[int(i)] for i in keep]
+        keep = seeded_subset(len(candidates), limit, seed)
+        candidates = [candidates[int(i)] for i in keep]
+        owner = [owner[int(i)] for i in keep]
     frames = decode_counting(candidates, size, progress=progress)
     if not frames.decoded:
         names = ", ".join(str(scan.root) for scan in scans)

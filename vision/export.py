@@ -154,21 +154,15 @@ class LabelledFrames:
 def load_labelled_frames(
     data: str | Path, size: int, limit: int | None = None, seed: int = 0, progress: bool = False
 ) -> LabelledFrames:
-    """Frames of a folder at the network's input size; with `limit`, a seeded random subset of that size.
-
-    (Folders sort by name, and names start with the label: the first N files would all be GO.)
-    """
-    from vision.datasets import load_dataset, load_images, scan_folder
+    """Frames of a folder at the network's input size; with `limit`, a seeded random subset of that size
+    (`vision.datasets.seeded_subset`, the rule `car train --limit` uses)."""
+    from vision.datasets import load_dataset, load_images, scan_folder, seeded_subset
 
     if limit is None:
         dataset = load_dataset(data, size=size, progress=progress)
         return LabelledFrames(dataset.images, dataset.labels)
-    if limit < 1:
-        raise ExportError(f"--limit {limit}: must be at least 1")
-    items = scan_folder(data).items
-    if limit < len(items):
-        keep = np.sort(np.random.default_rng(seed).choice(len(items), size=limit, replace=False))
-        items = tuple(items[int(i)] for i in keep)
+    every = scan_folder(data).items
+    items = tuple(every[int(i)] for i in seeded_subset(len(every), limit, seed))
     labels = np.fromiter((item.label for item in items), dtype=np.int64, count=len(items))
     return LabelledFrames(load_images(items, size), labels)
 
