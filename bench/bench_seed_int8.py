@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from car.commands.bench import THREADS, FrameTime, Predict, settled_frames
+from car.commands.bench import THREADS, FrameTime, Predict, frame_stats, settled_frames
 
 REPEAT = 6
 FRAMES_PER_ROUND = 10
@@ -100,18 +100,15 @@ def measure(repeat: int = REPEAT, frames_per_round: int = FRAMES_PER_ROUND) -> l
 
 
 def _latency(name: str, threads: int, times: list[FrameTime], reference: list[FrameTime]) -> VariantLatency:
-    wall = np.array([t.wall_s for t in times])
-    cpu = np.array([t.cpu_s for t in times])
-    wall_ref = float(np.median([t.wall_s for t in reference]))
-    cpu_ref = float(np.median([t.cpu_s for t in reference]))
+    stats = frame_stats(times, reference)
     return VariantLatency(
         name=name,
         threads=threads,
-        median_ms=float(np.median(wall)) * 1e3,
-        p90_ms=float(np.percentile(wall, 90)) * 1e3,
-        speedup_vs_torch=wall_ref / float(np.median(wall)),
-        cpu_median_ms=float(np.median(cpu)) * 1e3,
-        cpu_speedup_vs_torch=cpu_ref / max(float(np.median(cpu)), 1e-9),
+        median_ms=stats.median_ms,
+        p90_ms=stats.p90_ms,
+        speedup_vs_torch=stats.speedup,
+        cpu_median_ms=stats.cpu_median_ms,
+        cpu_speedup_vs_torch=stats.cpu_speedup,
     )
 
 

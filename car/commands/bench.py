@@ -28,7 +28,7 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,6 +65,32 @@ class Latency:
 class FrameTime:
     wall_s: float
     cpu_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class FrameStats:
+    """One configuration's timed frames, summarised against the reference configuration's."""
+
+    median_ms: float
+    p90_ms: float
+    cpu_median_ms: float
+    speedup: float
+    """Reference median wall time / this median wall time."""
+    cpu_speedup: float
+
+
+def frame_stats(times: Sequence[FrameTime], reference: Sequence[FrameTime]) -> FrameStats:
+    wall = np.array([t.wall_s for t in times])
+    cpu = np.array([t.cpu_s for t in times])
+    reference_wall = float(np.median([t.wall_s for t in reference]))
+    reference_cpu = float(np.median([t.cpu_s for t in reference]))
+    return FrameStats(
+        median_ms=float(np.median(wall)) * 1e3,
+        p90_ms=float(np.percentile(wall, 90)) * 1e3,
+        cpu_median_ms=float(np.median(cpu)) * 1e3,
+        speedup=reference_wall / float(np.median(wall)),
+        cpu_speedup=reference_cpu / max(float(np.median(cpu)), 1e-9),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,22 +237,18 @@ def run_benchmark(
                     print(f"  threads {threads}: round {round_no + 1}/{repeat}", flush=True)
     latencies = []
     for (arch, runtime, threads), times in samples.items():
-        wall = np.array([t.wall_s for t in times])
-        cpu = np.array([t.cpu_s for t in times])
-        reference = samples[("seed", "torch", threads)]
-        reference_wall = float(np.median([t.wall_s for t in reference]))
-        reference_cpu = float(np.median([t.cpu_s for t in reference]))
+        stats = frame_stats(times, samples[("seed", "torch", threads)])
         latencies.append(
             Latency(
                 arch=arch,
                 runtime=runtime,
                 threads=threads,
-                median_ms=float(np.median(wall)) * 1e3,
-                p90_ms=float(np.percentile(wall, 90)) * 1e3,
+                median_ms=stats.median_ms,
+                p90_ms=stats.p90_ms,
                 frames=len(times),
-                speedup_vs_seed_torch=reference_wall / float(np.median(wall)),
-                cpu_median_ms=float(np.median(cpu)) * 1e3,
-                cpu_speedup_vs_seed_torch=reference_cpu / max(float(np.median(cpu)), 1e-9),
+                speedup_vs_seed_torch=stats.speedup,
+                cpu_median_ms=stats.cpu_median_ms,
+                cpu_speedup_vs_seed_torch=stats.cpu_speedup,
             )
         )
     by_key = {(x.arch, x.runtime, x.threads): x for x in latencies}
