@@ -18,7 +18,8 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[explain]'
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
+# The dev extras include `camera` (PyGObject builds from source): the Debian build packages come first.
+$(DEV_STAMP): pyproject.toml | $(BIN)/python system-packages
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@ $(RUN_STAMP)
 

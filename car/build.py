@@ -16,14 +16,8 @@ from pathlib import Path
 from car.config import CarConfig, resolve_path
 from car.errors import CarError
 from car.timing import Clock
-from vision.sources import (
-    CameraSource,
-    FrameSource,
-    ImageFolderSource,
-    SimSource,
-    ThreadedSource,
-    VideoFileSource,
-)
+from vision.sources import FrameSource, ImageFolderSource, SimSource, ThreadedSource, VideoFileSource
+from vision.sources.registry import open_camera
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +80,8 @@ def _existing(value: str, what: str) -> Path:
 
 @source_builder("camera")
 def _camera(config: CarConfig, context: SourceContext) -> FrameSource:
-    s = config.source
-    return CameraSource(s.device, backend=s.backend, width=s.width, height=s.height, fps=s.fps)
+    """The backend's own source (vision.sources.registry: CAMERA_BACKENDS), with that backend's options."""
+    return open_camera(config.source.backend, config.source.camera_options())
 
 
 @source_builder("video")

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from car.errors import CarError
+from vision.sources.registry import CAMERA_BACKENDS, options_for, unread_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -32,19 +33,42 @@ def _f(default: Any, help: str, **rules: Any) -> Any:
     return field(default=default, metadata={"help": help, **rules})
 
 
-SOURCE_KINDS = ("sim", "camera", "video", "folder", "replay")
+@dataclass(frozen=True, slots=True)
+class SourceKind:
+    """A `source.kind`: what it is, and the `source.*` keys it needs (car.build holds its builder)."""
+
+    help: str
+    needs: tuple[tuple[str, str], ...] = ()  # (key, what it is) pairs that must not be empty
+
+
+SOURCE_KINDS: dict[str, SourceKind] = {
+    "sim": SourceKind("the simulated world's forward camera"),
+    "camera": SourceKind(
+        "a camera through source.backend (see CAMERA_BACKENDS)", needs=(("device", "the camera"),)
+    ),
+    "video": SourceKind("a video file, paced at source.fps", needs=(("path", "the video file"),)),
+    "folder": SourceKind(
+        "a dataset folder's images, labels as ground truth", needs=(("path", "the image folder"),)
+    ),
+    "replay": SourceKind("a drive log's frames", needs=(("path", "the drive log"),)),
+}
 MCU_KINDS = ("virtual", "avr", "serial")
 
 
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
-    kind: str = _f("sim", "where frames come from", choices=SOURCE_KINDS)
+    kind: str = _f("sim", "where frames come from", choices=tuple(SOURCE_KINDS))
     device: str = _f(
         "0",
-        "camera: a device index (0), a device path, a video file, a URL (rtsp://, http://) or a GStreamer "
-        "pipeline ending in appsink",
+        "camera: a device index (0), a device path, a video file (played at its own rate), a URL (rtsp://, "
+        "http://); backend gst: a GStreamer pipeline ending in appsink; picamera2: the camera number",
     )
-    backend: str = _f("any", "camera: OpenCV capture backend", choices=("any", "v4l2", "gstreamer", "ffmpeg"))
+    backend: str = _f(
+        "any",
+        "camera: how it is read (OpenCV: any, v4l2, gstreamer, ffmpeg; gst: GStreamer through PyGObject; "
+        "picamera2: Raspberry Pi camera)",
+        choices=tuple(CAMERA_BACKENDS),
+    )
     width: int = _f(0, "camera: requested frame width in pixels (0: the driver's default)", min=0)
     height: int = _f(0, "camera: requested frame height in pixels (0: the driver's default)", min=0)
     path: str = _f("", "video: the video file; folder: the image folder; replay: the drive log")
@@ -54,6 +78,21 @@ class SourceConfig:
         min=0.0,
     )
     loop: bool = _f(False, "video/folder/replay: start again at the end instead of ending the drive")
+    lock_exposure_after_s: float = _f(
+        0.0,
+        "camera (v4l2/any, picamera2): switch auto exposure off this long after start, keeping the settled "
+        "value (0: leave it on); a driver that refuses is reported",
+        min=0.0,
+    )
+    lock_white_balance: bool = _f(
+        False,
+        "camera (v4l2/any, picamera2): switch auto white balance off when the exposure locks (or at start), "
+        "keeping the settled value",
+    )
+
+    def camera_options(self) -> Any:
+        """The chosen camera backend's options class, filled from these keys."""
+        return options_for(self.backend, dataclasses.asdict(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,10 +297,25 @@ def check_consistency(config: CarConfig, origin: str) -> None:
             f"{origin}: loop.blank_low={config.loop.blank_low} must be below "
             f"loop.blank_high={config.loop.blank_high}"
         )
-    if config.source.kind in ("video", "folder", "replay") and not config.source.path:
-        raise CarError(f"{origin}: source.kind={config.source.kind} needs source.path (the file or folder)")
+    check_source(config.source, origin)
     if config.link.mcu == "serial" and not config.link.port:
         raise CarError(f"{origin}: link.mcu=serial needs link.port (e.g. /dev/ttyUSB0)")
+
+
+def check_source(source: SourceConfig, origin: str) -> None:
+    """The kind's required keys; for a camera, no key set that its backend would silently ignore."""
+    for key, what in SOURCE_KINDS[source.kind].needs:
+        if not getattr(source, key):
+            raise CarError(f"{origin}: source.kind={source.kind} needs source.{key} ({what})")
+    if source.kind != "camera":
+        return
+    defaults = SourceConfig()
+    for key in unread_keys(source.backend):
+        if getattr(source, key) != getattr(defaults, key):
+            raise CarError(
+                f"{origin}: source.{key}={getattr(source, key)!r} is not read by source.backend="
+                f"{source.backend} ({CAMERA_BACKENDS[source.backend].help}); remove it"
+            )
 
 
 def load_config(path: str | Path | None = None) -> CarConfig:

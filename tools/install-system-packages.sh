@@ -4,8 +4,16 @@
 #   chromium                        the audit report test opens the HTML report headless
 #   gcc-avr avr-libc                build the ATmega328P firmware
 #   simavr libsimavr-dev            run that firmware in an emulated ATmega328P (firmware-in-the-loop tests)
+#   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gir1.2-gstreamer-1.0
+#   gir1.2-gst-plugins-base-1.0     GStreamer and its introspection data: source.backend gst (the camera tests
+#                                   run real videotestsrc pipelines)
+#   libgirepository1.0-dev libcairo2-dev pkg-config python3-dev
+#                                   build PyGObject + pycairo (the `camera` extra) in the venv: needed BEFORE
+#                                   `pip install -e '.[dev]'` (the Makefile runs this script first)
 set -euo pipefail
-wanted=(chromium gcc-avr avr-libc simavr libsimavr-dev)
+wanted=(chromium gcc-avr avr-libc simavr libsimavr-dev
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gir1.2-gstreamer-1.0
+  gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev pkg-config python3-dev)
 needed=()
 for pkg in "${wanted[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || needed+=("$pkg")
