@@ -14,9 +14,12 @@ element named: the loop logs `source_error`), it stalls (`SourceTimeout`: `no_fr
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import re
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -84,8 +87,21 @@ ELEMENT_PACKAGES: dict[str, str] = {
 NS = 1_000_000_000
 
 
+def _keep_cxx_exceptions_working() -> None:
+    """Put libgcc_s in the global symbol scope before GStreamer loads libunwind.
+
+    libgstreamer-1.0 (Debian) links libunwind, which also exports `_Unwind_RaiseException`; once it is
+    global, C++ libraries loaded earlier with their own libgcc_s kept local (torch, imported first in a
+    test process or a tool) bind their first throw to libunwind's and abort ("terminate called after
+    throwing an instance of 'pybind11::stop_iteration'"). With libgcc_s global first, they keep theirs.
+    """
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libgcc_s.so.1", mode=ctypes.RTLD_GLOBAL)
+
+
 def _gst() -> Any:
     """The Gst module, initialised; a one-line error naming the extra and the packages when it is missing."""
+    _keep_cxx_exceptions_working()
     try:
         import gi
 
@@ -127,7 +143,8 @@ class GstSource(Lifecycle):
         self._stopping = False
         self._info: dict[str, object] = {"backend": "gst", "pipeline": self.description}
         self.captured = 0
-        self.upstream_dropped = 0
+        self.upstream_dropped = 0  # frames the pipeline numbered but that never reached the reader thread
+        self._offsets: deque[float] = deque(maxlen=64)
 
     @classmethod
     def from_options(cls, backend: str, options: Any) -> GstSource:
@@ -215,8 +232,11 @@ class GstSource(Lifecycle):
         running = sample.get_segment().to_running_time(Gst.Format.TIME, buffer.pts)
         if running == Gst.CLOCK_TIME_NONE:
             return now
-        age_ns = clock.get_time() - (self.pipeline.get_base_time() + running)
-        return now - max(age_ns, 0) / NS
+        # pipeline clock -> monotonic: the smallest recent (monotonic - clock) difference, so that a thread
+        # pre-empted between the two readings does not move a frame's time
+        self._offsets.append(time.monotonic() - clock.get_time() / NS)
+        t: float = (self.pipeline.get_base_time() + running) / NS + min(self._offsets)
+        return min(t, now)
 
     def _to_rgb(self, Gst: Any, sample: Any, buffer: Any) -> np.ndarray:
         structure = sample.get_caps().get_structure(0)
