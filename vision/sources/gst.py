@@ -194,6 +194,7 @@ class GstSource(Lifecycle):
         return found
 
     def _start(self, Gst: Any) -> None:
+        live = self.pipeline.set_state(Gst.State.PAUSED) == Gst.StateChangeReturn.NO_PREROLL
         self.pipeline.set_state(Gst.State.PLAYING)
         result, _state, _pending = self.pipeline.get_state(int(self.start_timeout_s * NS))
         failed = result == Gst.StateChangeReturn.FAILURE
@@ -204,6 +205,11 @@ class GstSource(Lifecycle):
                 or "no element says why (formats that do not negotiate? end with videoconvert ! appsink)"
             )
             raise SourceOpenError(f"gst pipeline failed to start: {what}")
+        if live and "sync=" not in self.description:
+            # a live source (camera, RTSP): hand frames over as they come, not at PTS + pipeline latency;
+            # a file or test source (not live) keeps sync and so plays at its own rate
+            self._sink.set_property("sync", False)
+            self._info["sync"] = False
         if result == Gst.StateChangeReturn.ASYNC:
             raise SourceOpenError(
                 f"gst pipeline not PLAYING after {self.start_timeout_s:.0f} s (is the camera there?)"
