@@ -13,6 +13,7 @@ Nothing here imports torch or shap (a test runs `car drive` and checks `sys.modu
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import signal
 import sys
@@ -34,6 +35,7 @@ from car.types import DriveRecord
 from vision.bundle import MANIFEST_NAME, ModelBundle, load_bundle
 from vision.detector import Detector, build_detector
 from vision.sources import FrameSource
+from vision.sources.base import source_info
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,22 @@ def drive_meta(config: CarConfig, bundle: ModelBundle, threshold: float, source_
     )
 
 
+def with_source_info(meta: DriveMeta, info: dict[str, object]) -> DriveMeta:
+    """The camera's negotiated format and controls (`source.info()`) as the run row's `versions_json`
+    entry "camera" (a JSON object in a string), so that no drive-log schema changes."""
+    if not info:
+        return meta
+    from dataclasses import replace
+
+    return replace(meta, versions=(*meta.versions, ("camera", json.dumps(info, sort_keys=True, default=str))))
+
+
+def log_source_info_at_end(writer: DriveLogWriter, meta: DriveMeta, info: dict[str, object]) -> None:
+    """Controls set during the drive (exposure locked after a while) go into `events` as "camera"."""
+    if info and dict(meta.versions).get("camera") != json.dumps(info, sort_keys=True, default=str):
+        writer.event("camera", json.dumps(info, sort_keys=True, default=str))
+
+
 @contextlib.contextmanager
 def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
     """SIGINT/SIGTERM ask the loop to stop (it sends STOP); the previous handlers come back afterwards."""
@@ -193,7 +211,10 @@ def drive(
         source = build_source(config, SourceContext(clock, motor_provider(mcu, link)))
         if hooks.wrap_source is not None:
             source = hooks.wrap_source(source)
+        source.open()  # before the log, so that the run row records what the camera negotiated
+        stack.callback(source.close)
         meta = drive_meta(config, bundle, params.threshold, getattr(source, "name", config.source.kind))
+        meta = with_source_info(meta, source_info(source))
         writer = DriveLogWriter(
             path,
             meta,
@@ -204,8 +225,7 @@ def drive(
         writer.open()
         summary_box: list[RunSummary] = []
         stack.callback(lambda: writer.close(summary_box[0] if summary_box else None))
-        source.open()
-        stack.callback(source.close)
+        stack.callback(lambda: log_source_info_at_end(writer, meta, source_info(source)))
 
         # Arm last: the firmware watchdog counts from ARM; the loop's first command follows at once.
         info = link.handshake()

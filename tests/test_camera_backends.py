@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,7 @@ import pytest
 
 from car.build import SOURCE_BUILDERS
 from car.config import SOURCE_KINDS, CarConfig, SourceConfig, with_overrides
+from car.drivelog import DriveLogReader
 from car.errors import CarError
 from car.run_drive import drive
 from car.types import FaultKind
@@ -127,3 +129,6 @@ def test_a_drive_on_a_video_file_as_the_camera_ends_with_end_of_stream(
     assert faults.get(FaultKind.END_OF_STREAM.value) == 1
     assert FaultKind.SOURCE_ERROR.value not in faults
     assert result.summary.frames >= 2
+    with DriveLogReader(tmp_path / "d.sqlite") as log:  # the run row records what the camera negotiated
+        camera = json.loads(dict(log.meta.versions)["camera"])
+    assert camera["file"] is True and camera["fps"] == pytest.approx(FPS) and camera["width"] == 160
