@@ -53,6 +53,8 @@ SOURCE_KINDS: dict[str, SourceKind] = {
     "replay": SourceKind("a drive log's frames", needs=(("path", "the drive log"),)),
 }
 MCU_KINDS = ("virtual", "avr", "serial")
+# keys no other source kind reads (fps is also the playback rate of video/folder/replay)
+CAMERA_ONLY_KEYS = ("device", "backend", "width", "height", "lock_exposure_after_s", "lock_white_balance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,9 +309,15 @@ def check_source(source: SourceConfig, origin: str) -> None:
     for key, what in SOURCE_KINDS[source.kind].needs:
         if not getattr(source, key):
             raise CarError(f"{origin}: source.kind={source.kind} needs source.{key} ({what})")
-    if source.kind != "camera":
-        return
     defaults = SourceConfig()
+    if source.kind != "camera":
+        for key in CAMERA_ONLY_KEYS:
+            if getattr(source, key) != getattr(defaults, key):
+                raise CarError(
+                    f"{origin}: source.{key}={getattr(source, key)!r} is only read by source.kind=camera "
+                    f"(source.kind is {source.kind}); set source.kind=camera too"
+                )
+        return
     for key in unread_keys(source.backend):
         if getattr(source, key) != getattr(defaults, key):
             raise CarError(

@@ -63,6 +63,8 @@ def test_every_source_kind_has_a_builder() -> None:
 def test_a_key_the_backend_would_ignore_is_refused() -> None:
     with pytest.raises(CarError, match=r"source\.width=640 is not read by source\.backend=gst"):
         with_overrides(CarConfig(), ["source.kind=camera", "source.backend=gst", "source.width=640"])
+    with pytest.raises(CarError, match=r"source\.backend='gst' is only read by source\.kind=camera"):
+        with_overrides(CarConfig(), ["source.backend=gst"])  # kind is still sim: it would be ignored
     with pytest.raises(CarError, match=r"source\.backend='webcam': expected one of any, v4l2"):
         with_overrides(CarConfig(), ["source.backend=webcam"])
 
