@@ -215,6 +215,9 @@ def drive(
         stack.callback(source.close)
         meta = drive_meta(config, bundle, params.threshold, getattr(source, "name", config.source.kind))
         meta = with_source_info(meta, source_info(source))
+        warnings = source_info(source).get("warnings")
+        for warning in warnings if isinstance(warnings, list) else []:
+            out(f"camera: {warning}")  # what the driver gave differs from what was asked
         writer = DriveLogWriter(
             path,
             meta,
