@@ -121,9 +121,14 @@ def drive_meta(config: CarConfig, bundle: ModelBundle, threshold: float, source_
     )
 
 
-def with_source_info(meta: DriveMeta, info: dict[str, object]) -> DriveMeta:
+def with_source_info(meta: DriveMeta, source: FrameSource, out: Callable[[str], None]) -> DriveMeta:
     """The camera's negotiated format and controls (`source.info()`) as the run row's `versions_json`
-    entry "camera" (a JSON object in a string), so that no drive-log schema changes."""
+    entry "camera" (a JSON object in a string), so that no drive-log schema changes. What the driver gave
+    that differs from what was asked is printed."""
+    info = source_info(source)
+    warnings = info.get("warnings")
+    for warning in warnings if isinstance(warnings, list) else []:
+        out(f"camera: {warning}")
     if not info:
         return meta
     from dataclasses import replace
@@ -213,11 +218,11 @@ def drive(
             source = hooks.wrap_source(source)
         source.open()  # before the log, so that the run row records what the camera negotiated
         stack.callback(source.close)
-        meta = drive_meta(config, bundle, params.threshold, getattr(source, "name", config.source.kind))
-        meta = with_source_info(meta, source_info(source))
-        warnings = source_info(source).get("warnings")
-        for warning in warnings if isinstance(warnings, list) else []:
-            out(f"camera: {warning}")  # what the driver gave differs from what was asked
+        meta = with_source_info(
+            drive_meta(config, bundle, params.threshold, getattr(source, "name", config.source.kind)),
+            source,
+            out,
+        )
         writer = DriveLogWriter(
             path,
             meta,

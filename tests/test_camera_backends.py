@@ -47,7 +47,8 @@ def test_every_registered_backend_is_a_config_choice_with_an_options_class_and_a
         module, _, cls = spec.source.partition(":")
         source_cls = getattr(importlib.import_module(module), cls)  # importable without its library
         assert callable(source_cls.from_options), name
-        options = with_overrides(CarConfig(), [f"source.backend={name}"]).source.camera_options()
+        config = with_overrides(CarConfig(), ["source.kind=camera", f"source.backend={name}"])
+        options = config.source.camera_options()
         assert isinstance(options, spec.options)
     assert unread_keys("gst") == (
         "fps", "height", "lock_exposure_after_s", "lock_white_balance", "width"
@@ -78,7 +79,10 @@ def test_opencv_gstreamer_without_gstreamer_points_to_gst() -> None:
     for backend in ("gstreamer", "any"):
         with pytest.raises(SourceOpenError, match=r"built without GStreamer.*source\.backend: gst") as err:
             open_camera(
-                backend, with_overrides(CarConfig(), [f"source.device={pipeline}"]).source.camera_options()
+                backend,
+                with_overrides(
+                    CarConfig(), ["source.kind=camera", f"source.device={pipeline}"]
+                ).source.camera_options(),
             ).open()
         assert "\n" not in str(err.value)
 

@@ -282,7 +282,7 @@ class GstSource(Lifecycle):
 
     def _pull(self, Gst: Any) -> None:
         seq = 0
-        last_offset: int | None = None
+        last_offset = -1  # sources that number their buffers (videotestsrc, v4l2src) start at 0
         while not self._stopping:
             sample = self._sink.try_pull_sample(int(self.poll_s * NS))
             if sample is None:
@@ -294,7 +294,8 @@ class GstSource(Lifecycle):
             if seq == 0:
                 self._note_caps(sample)
             if buffer.offset != Gst.BUFFER_OFFSET_NONE:
-                if last_offset is not None and buffer.offset > last_offset + 1:
+                first_is_far = last_offset < 0 and buffer.offset > 1000  # numbered from elsewhere: no gap
+                if buffer.offset > last_offset + 1 and not first_is_far:
                     self.upstream_dropped += buffer.offset - last_offset - 1
                 last_offset = buffer.offset
             try:
