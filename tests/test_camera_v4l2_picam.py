@@ -201,3 +201,17 @@ def test_opencv_options_build_the_opencv_source() -> None:
     source = open_camera("v4l2", OpenCvOptions(device="2", width=640, lock_white_balance=True))
     assert isinstance(source, CameraSource)
     assert (source.device, source.backend, source.width, source.lock_white_balance) == (2, "v4l2", 640, True)
+
+
+def test_camera_check_asks_for_the_locks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from car.commands.camera import _config_for
+
+    args = argparse.Namespace(
+        device="0", backend="v4l2", width=640, height=480, fps=30.0, lock_exposure_after_s=2.0
+    )
+    source = _config_for(args).source
+    assert (source.lock_exposure_after_s, source.lock_white_balance) == (2.0, True)
+    args.backend = "gst"  # reads neither: not asked
+    assert _config_for(args).source.lock_exposure_after_s == 0.0

@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--width", type=int, default=0, help="requested width (OpenCV/picamera2)")
     check.add_argument("--height", type=int, default=0, help="requested height (OpenCV/picamera2)")
     check.add_argument("--fps", type=float, default=30.0, help="requested rate (OpenCV/picamera2)")
+    check.add_argument(
+        "--lock-exposure-after-s",
+        type=float,
+        default=0.0,
+        help="lock exposure (and white balance) after this",
+    )
     check.add_argument("--out", type=Path, default=Path("runs/camera"), help="snapshot and clip go here")
     check.add_argument("--json", action="store_true", help="print the measurements as one JSON object")
 
@@ -70,6 +76,11 @@ def _config_for(args: argparse.Namespace) -> CarConfig:
     ]
     if "width" not in _unread(args.backend):
         settings += [f"source.width={args.width}", f"source.height={args.height}", f"source.fps={args.fps}"]
+        if args.lock_exposure_after_s > 0:
+            settings += [
+                f"source.lock_exposure_after_s={args.lock_exposure_after_s}",
+                "source.lock_white_balance=true",
+            ]
     return with_overrides(CarConfig(), settings, origin="car camera check")
 
 
