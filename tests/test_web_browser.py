@@ -185,8 +185,8 @@ def test_console_shows_frames_and_chart_and_stop_latches_within_one_tick(
     with DriveLogReader(result.log_path) as log:
         logged = {r.seq: r for r in log.records(images=False)}
     assert FaultKind.OPERATOR_STOP in {f.kind for f in logged[first_stop.seq].faults}
-    assert logged[first_stop.seq].command is not None
-    assert logged[first_stop.seq].command.kind is CommandKind.STOP
+    stop_command = logged[first_stop.seq].command
+    assert stop_command is not None and stop_command.kind is CommandKind.STOP
     assert dict(result.summary.fault_counts)["operator_stop"] >= 15
 
 
