@@ -8,6 +8,7 @@ that tick or the next one. Set CAR_SCREENSHOTS=DIR to keep the screenshots (the 
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -226,3 +227,46 @@ def test_keyboard_teleop_drives_and_releasing_the_key_stops(
     with DriveLogReader(result.log_path) as log:
         reasons = {r.decision.reason for r in log.records(images=False)}
     assert Reason.MANUAL in reasons
+
+
+def test_labelling_twenty_frames_by_keyboard_writes_the_right_files(browser: Any, tmp_path: Path) -> None:
+    from car.label_session import LabelSession, read_items
+    from car.web.labeller import labeller_app
+    from car.web.security import AccessPolicy
+    from car.web.server import WebServer
+    from tests.test_label_session import write_log
+    from vision.datasets import load_dataset
+
+    log = write_log(tmp_path / "drive.sqlite", 25)
+    out = tmp_path / "labelled"
+    session = LabelSession(read_items([log]), out)
+    policy = AccessPolicy.resolve("127.0.0.1", "", environ={})
+    page = browser.new_page(viewport={"width": 1100, "height": 640})
+    with WebServer(labeller_app(session, policy), "127.0.0.1", 0) as server:
+        page.goto(server.url)
+        page.wait_for_function("window.carLabel.ready === true")
+        keys = (
+            ["g"] * 5  # ticks 0-4 GO
+            + ["s"] * 5  # 5-9 STOP
+            + [" ", "Backspace"]  # skip 10, then undo the skip
+            + ["g"]  # 10 GO
+            + ["ArrowRight"] * 4  # browse to 15 without labelling
+            + ["Shift+S"]  # 11-15 STOP: the range from where labelling stopped to here
+            + ["g"] * 4  # 16-19 GO
+        )
+        for key in keys:
+            page.keyboard.press(key)
+        page.wait_for_function("window.carLabel.pending === 0")
+        assert page.inner_text("#counts").startswith("10 GO · 10 STOP · 0 skipped · 5 left")
+        screenshot(page, "labeller.png")
+        page.close()
+    session.close()
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    expected = {seq: (1 if 5 <= seq <= 9 or 11 <= seq <= 15 else 0) for seq in range(20)}
+    assert {line["seq"]: line["label"] for line in lines} == expected
+    for line in lines:
+        assert line["file"].startswith(f"{line['label']}_") and (out / line["file"]).is_file()
+    jpgs = sorted(p.name for p in out.iterdir() if p.suffix == ".jpg")
+    assert jpgs == sorted(line["file"] for line in lines)
+    data = load_dataset(out)
+    assert sorted(data.labels.tolist()) == sorted(expected.values())
