@@ -14,7 +14,8 @@ The output folder is an ordinary dataset folder in the published naming, so `car
   undos). Running `car label` again on the same folder replays it and carries on where it stopped.
 
 With `--model`, the model's P(STOP) is shown as a suggestion, and the frames where it disagrees with what
-the car decided come first (then the ones closest to the threshold); without, frames come in log order.
+the car's network said at the time come first (then the ones closest to the threshold: the least certain);
+without, frames come in log order.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class LabelItem:
     seq: int
     p_stop_logged: float | None
     decision_logged: str
+    network_logged: str  # what the car's network said then (P(STOP) vs the log's threshold): GO / STOP
     p_stop_model: float | None = None
     truth: dict[str, Any] | None = None
 
@@ -84,6 +86,7 @@ def read_items(logs: Sequence[Path], every: int = 1) -> list[LabelItem]:
     items: list[LabelItem] = []
     for path in logs:
         with DriveLogReader(path) as log:
+            threshold = log.meta.threshold
             framed = [r for r in log.records(images=False, masks=False) if r.frame_seq is not None]
             for record in framed[::every]:
                 probs = record.decision.probs
@@ -97,6 +100,7 @@ def read_items(logs: Sequence[Path], every: int = 1) -> list[LabelItem]:
                         record.seq,
                         None if probs is None else probs.stop,
                         record.decision.label_name,
+                        record.decision.label_name if probs is None else _verdict(probs.stop, threshold),
                         truth=truth,
                     )
                 )
@@ -105,9 +109,14 @@ def read_items(logs: Sequence[Path], every: int = 1) -> list[LabelItem]:
     return items
 
 
+def _verdict(p_stop: float, threshold: float) -> str:
+    return "STOP" if p_stop > threshold else "GO"
+
+
 def suggest(items: list[LabelItem], bundle_path: Path, threads: int = 1) -> tuple[list[LabelItem], float]:
-    """The model's P(STOP) for every item, and the items reordered: disagreements with the car's logged
-    decision first, then by closeness to the model's threshold."""
+    """The model's P(STOP) for every item, and the items reordered: first where the model disagrees with
+    what the car's network said then (a new model against the old one), then by closeness to the model's
+    threshold (the least certain first)."""
     import dataclasses
 
     from vision.bundle import load_bundle
@@ -136,8 +145,7 @@ def suggest(items: list[LabelItem], bundle_path: Path, threads: int = 1) -> tupl
     def order(it: LabelItem) -> tuple[int, float]:
         if it.p_stop_model is None:
             return (2, 1.0)
-        model_stop = it.p_stop_model > threshold
-        disagrees = model_stop != (it.decision_logged == "STOP")
+        disagrees = _verdict(it.p_stop_model, threshold) != it.network_logged
         return (0 if disagrees else 1, abs(it.p_stop_model - threshold))
 
     return sorted(out, key=order), threshold

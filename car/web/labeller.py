@@ -39,6 +39,7 @@ def items_view(session: LabelSession) -> dict[str, Any]:
                 "p_logged": item.p_stop_logged,
                 "p_model": item.p_stop_model,
                 "decision": item.decision_logged,
+                "network": item.network_logged,
                 "label": session.label_of(i),
             }
             for i, item in enumerate(session.items)

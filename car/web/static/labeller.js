@@ -33,11 +33,12 @@ function show() {
   $("where").textContent = (lab.cur + 1) + " / " + lab.items.length + "   " + it.log + "  tick " + it.seq;
   $("label").textContent = "label: " + name(it.label);
   $("label").className = "suggest big " + (it.label === 0 ? "go" : it.label === 1 ? "stop" : "");
-  $("logged").textContent = "the car decided " + it.decision + " (its P(STOP) " + fmt(it.p_logged) + ")";
+  $("logged").textContent = "the car's network said " + it.network + " (P(STOP) " + fmt(it.p_logged) +
+    "), the car did " + it.decision;
   if (lab.hasModel && it.p_model !== null) {
     const says = it.p_model > lab.threshold ? "STOP" : "GO";
     $("suggestion").textContent = "model suggests " + says + " (P(STOP) " + fmt(it.p_model) + ", threshold " +
-      fmt(lab.threshold) + ")" + (says !== it.decision ? "  — disagrees with the car" : "");
+      fmt(lab.threshold) + ")" + (says !== it.network ? "  — disagrees with the car's network" : "");
   } else {
     $("suggestion").textContent = "";
   }
@@ -109,7 +110,7 @@ enqueue(async () => {
   lab.items = doc.items; lab.counts = doc.counts; lab.threshold = doc.threshold; lab.hasModel = doc.has_model;
   $("out").textContent = "→ " + doc.out;
   $("order").textContent = doc.has_model
-    ? "Order: frames where the model disagrees with what the car decided first, then the least certain."
+    ? "Order: frames where the model disagrees with the car's network first, then the least certain."
     : "Order: as logged.";
   lab.cur = nextOpen(0);
   lab.anchor = lab.cur;
