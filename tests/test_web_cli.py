@@ -19,21 +19,34 @@ from vision.labels import GO
 PROBE = """
 import json, sys
 from car.cli import main
-code = main(["drive", "--set", "model.bundle={bundle}", "--duration", "0.3", "--log", "{log}", "--json"])
-web = sorted(m for m in sys.modules if m.split(".")[0] in ("starlette", "uvicorn", "websockets", "car.web")
+code = main(["drive", "--set", "model.bundle={bundle}", "--duration", "0.3", "--log", "{log}", "--json"{web}])
+web = sorted(m for m in sys.modules if m.split(".")[0] in ("starlette", "uvicorn", "websockets")
              or m.startswith("car.web"))
-print(json.dumps({{"code": code, "web": web}}))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "shap", "torchvision", "matplotlib"))
+print(json.dumps({{"code": code, "web": web, "heavy": heavy}}))
 """
 
 
-def test_drive_without_web_imports_no_web_stack(bundles: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
-    code = PROBE.format(bundle=bundles["always_go"], log=tmp_path / "d.sqlite")
+def probe(bundle: Path, log: Path, web: str) -> dict[str, object]:
+    code = PROBE.format(bundle=bundle, log=log, web=web)
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
-    probe = json.loads(out.stdout.strip().splitlines()[-1])
-    assert probe["code"] == 0
-    assert probe["web"] == []
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2  # --json: stdout holds the summary and the probe only (the URL goes to stderr)
+    result: dict[str, object] = json.loads(lines[-1])
+    return result
+
+
+def test_drive_without_web_imports_no_web_stack_and_with_it_no_torch(
+    bundles: dict[str, Path],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    plain = probe(bundles["always_go"], tmp_path / "a.sqlite", "")
+    assert plain["code"] == 0 and plain["web"] == [] and plain["heavy"] == []
+    web = probe(bundles["always_go"], tmp_path / "b.sqlite", ', "--web", "127.0.0.1:0"')
+    assert web["code"] == 0 and web["heavy"] == []
+    assert isinstance(web["web"], list) and "uvicorn" in web["web"]
 
 
 def test_refusals_are_one_line_errors(tmp_path: Path, capsys: object) -> None:

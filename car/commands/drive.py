@@ -79,9 +79,12 @@ def run(args: argparse.Namespace) -> int:
     out = (lambda _line: None) if args.json else print
     result: DriveResult
     if config.web.listen:  # only now is the web stack imported
+        import sys
+
         from car.web.live import LiveConsole, redacted
 
-        with LiveConsole(config, out=print) as console:
+        say = (lambda line: print(line, file=sys.stderr)) if args.json else print  # stdout stays JSON
+        with LiveConsole(config, out=say) as console:
             result = drive(redacted(config), hooks=console.hooks(), out=out)
     else:
         result = drive(config, out=out)

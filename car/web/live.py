@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 from car.build import McuHandle
 from car.config import CarConfig
@@ -85,7 +84,3 @@ def redacted(config: CarConfig) -> CarConfig:
     if not config.web.token:
         return config
     return dataclasses.replace(config, web=dataclasses.replace(config.web, token="<redacted>"))
-
-
-def console_info(console: LiveConsole) -> dict[str, Any]:
-    return {"url": console.server.url, "port": console.port, "manual": console.inbox.manual}
