@@ -26,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from car.operator import OperatorInbox
 from car.web.assets import load_assets
@@ -159,6 +159,6 @@ async def _feed(ws: WebSocket, hub: LiveHub, reader: asyncio.Task[None]) -> None
             if frame is not None and frame[0] != sent_frame:
                 await ws.send_bytes(frame[1])
                 sent_frame = frame[0]
-        except (WebSocketDisconnect, RuntimeError):
+        except Exception:  # the viewer went away (disconnect, reset): its connection just ends
             return
         await asyncio.sleep(poll)
