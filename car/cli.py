@@ -27,6 +27,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("drive", "car.commands.drive", "run the car: camera/sim -> detector -> policy -> firmware"),
     CommandSpec("replay", "car.commands.replay", "re-run a network on a drive log's frames; check decisions"),
     CommandSpec("log", "car.commands.log", "inspect or export a drive log (info, export)"),
+    CommandSpec(
+        "collect", "car.commands.collect", "drive by hand from the web console (teleop) to collect frames"
+    ),
+    CommandSpec("label", "car.commands.label", "label logged frames GO/STOP in a browser into a dataset"),
     CommandSpec("explain", "explain.cli", "DeepSHAP audit of a drive log, with an HTML report"),
     CommandSpec("sim", "car.commands.sim", "simulated world: dataset, demo, eval"),
     CommandSpec(

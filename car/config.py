@@ -178,6 +178,34 @@ class LogConfig:
     commit_interval_s: float = _f(0.25, "the log commits at least this often (≤ 1 s)", min=0.01, max=1.0)
 
 
+WEB_MODES = ("auto", "manual")
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    listen: str = _f(
+        "",
+        "serve the live web console on [HOST:]PORT ('' = off; HOST defaults to 127.0.0.1; any other "
+        "address needs web.token)",
+    )
+    token: str = _f(
+        "",
+        "access token for the console ('' = none, allowed on 127.0.0.1 only; 'auto' = a random one, "
+        "printed at start); the environment variable CAR_WEB_TOKEN wins",
+    )
+    fps: float = _f(
+        10.0, "camera frames a second sent to each viewer (slow viewers get fewer)", min=0.5, max=60.0
+    )
+    mode: str = _f(
+        "auto",
+        "auto: the policy drives; manual: the page drives (teleop, network in shadow)",
+        choices=WEB_MODES,
+    )
+    teleop_max_speed: float = _f(
+        0.3, "manual: the highest speed fraction the page may ask for", min=0.0, max=1.0
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class CarConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -187,6 +215,7 @@ class CarConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def to_dict(self) -> dict[str, dict[str, object]]:
         return {name: dataclasses.asdict(getattr(self, name)) for name in section_names()}

@@ -25,6 +25,7 @@ import numpy as np
 from car.config import LoopConfig
 from car.drivelog import RunSummary
 from car.links import MotorLink
+from car.operator import OperatorCommand, OperatorInbox, manual_decision
 from car.policy import Policy, probabilities_fault
 from car.timing import Clock, TimingRecorder
 from car.types import (
@@ -139,6 +140,7 @@ class ControlLoop:
         config: LoopConfig,
         drive_speed: float,
         on_record: Callable[[DriveRecord], None] | None = None,
+        operator: OperatorInbox | None = None,
     ) -> None:
         self.source = source
         self.detector = detector
@@ -151,6 +153,7 @@ class ControlLoop:
         self.drive_speed = drive_speed
         self.rules = FrameRules.from_config(config)
         self.on_record = on_record
+        self.operator = operator  # e-stop latch and teleop, polled once per tick (car.operator)
         self.period = 1.0 / config.rate_hz if config.rate_hz > 0 else 0.0
         self.read_timeout = config.frame_timeout_s
         self.stats = LoopStats()
@@ -224,11 +227,15 @@ class ControlLoop:
             faults.append(Fault(FaultKind.LOG_FAILED, "the drive log cannot be written"))
         if self._stop_requested.is_set():
             faults.append(Fault(FaultKind.SIGNAL, self._stop_request_reason or "stop requested"))
+        order = self._poll_operator(t_inferred, faults)
         decision = self.policy.decide(probs, faults)
+        speed = self.drive_speed
+        if order is not None and order.manual:  # teleop: the network ran in shadow
+            decision, speed = manual_decision(decision, order, bool(faults)), order.speed
         t_decided = clock.now()
 
         # send
-        command, decision = self._send(decision, faults, probs)
+        command, decision = self._send(decision, faults, probs, speed)
         t_sent = clock.now()
 
         latency = None
@@ -279,11 +286,20 @@ class ControlLoop:
             return [Fault(FaultKind.LINK_LOST, _one_line(exc))], None
         return list(link_faults), ack
 
+    def _poll_operator(self, now: float, faults: list[Fault]) -> OperatorCommand | None:
+        """The operator's command for this tick (None without an operator); a latched e-stop is a fault."""
+        if self.operator is None:
+            return None
+        order = self.operator.poll(now)
+        if order.estop is not None:
+            faults.append(order.estop)
+        return order
+
     def _send(
-        self, decision: Decision, faults: list[Fault], probs: Probabilities | None
+        self, decision: Decision, faults: list[Fault], probs: Probabilities | None, drive_speed: float
     ) -> tuple[CommandRecord | None, Decision]:
         kind = CommandKind.STOP if decision.is_stop else CommandKind.DRIVE
-        speed = 0.0 if decision.is_stop else self.drive_speed
+        speed = 0.0 if decision.is_stop else drive_speed
         try:
             return self.link.send(kind, speed), decision
         except Exception as exc:

@@ -29,6 +29,7 @@ from car.config import CarConfig, resolve_path
 from car.drivelog import BundleFile, DriveLogWriter, DriveMeta, RunSummary, utc_now
 from car.links import BridgeMotorLink
 from car.loop import ControlLoop
+from car.operator import OperatorInbox
 from car.policy import Policy, PolicyParams
 from car.timing import MonotonicClock, format_stats
 from car.types import DriveRecord
@@ -46,6 +47,7 @@ class DriveHooks:
     wrap_detector: Callable[[Detector], Detector] | None = None
     on_ready: Callable[[ControlLoop, McuHandle], None] | None = None
     on_record: Callable[[DriveRecord], None] | None = None
+    operator: OperatorInbox | None = None  # e-stop / teleop inbox the loop polls each tick (web console)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +263,7 @@ def drive(
             config=config.loop,
             drive_speed=config.policy.drive_speed,
             on_record=record_hook,
+            operator=hooks.operator,
         )
         out(
             f"car drive: {bundle.manifest.name} ({config.model.runtime}) on {source.name}, "

@@ -35,6 +35,7 @@ class FaultKind(StrEnum):
     LOG_FAILED = "log_failed"  # the drive log cannot be written: never drive unrecorded
     EXCEPTION = "exception"  # anything unexpected inside the loop
     SIGNAL = "signal"  # SIGINT / SIGTERM: stop and shut down
+    OPERATOR_STOP = "operator_stop"  # the operator's e-stop (web console STOP): latched until Resume
 
 
 class Reason(StrEnum):
@@ -46,6 +47,7 @@ class Reason(StrEnum):
     AWAITING_GO = "awaiting_go"  # stopped; counting confident GO frames (hysteresis)
     FAULT = "fault"  # see the record's faults
     SHUTDOWN = "shutdown"  # the drive ended (duration, end of stream, signal): the final STOP
+    MANUAL = "manual"  # teleop: the operator's GO/STOP (the network ran in shadow)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from car.config import CarConfig, field_docs, load_config, replace_field, with_overrides
+from car.errors import CarError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one config value, e.g. --set loop.rate_hz=20 (repeatable)",
     )
+    parser.add_argument(
+        "--web",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve the live console (camera, P(STOP), faults, STOP button) on this port; HOST defaults to "
+        "127.0.0.1, any other address needs a token (CAR_WEB_TOKEN or --set web.token=auto)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("auto", "manual"),
+        default=None,
+        help="manual: drive from the console page (teleop, needs --web); the network runs in shadow",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON at the end")
     parser.add_argument("--list-config", action="store_true", help="list every config key with its default")
 
@@ -42,6 +56,12 @@ def effective_config(args: argparse.Namespace) -> CarConfig:
         config = with_overrides(config, [f"loop.duration_s={args.duration}"], origin="--duration")
     if args.log is not None:
         config = replace_field(config, "log", path=str(args.log))
+    if getattr(args, "web", None) is not None:
+        config = replace_field(config, "web", listen=str(args.web))
+    if getattr(args, "mode", None) is not None:
+        config = replace_field(config, "web", mode=args.mode)
+    if config.web.mode == "manual" and not config.web.listen:
+        raise CarError("manual mode drives from the web console: give --web PORT (e.g. --web 8080)")
     return config
 
 
@@ -54,9 +74,20 @@ def run(args: argparse.Namespace) -> int:
     from car.build import warm_up_source
 
     warm_up_source(config)  # the simulator's textures build while the rest of the drive code imports
-    from car.run_drive import drive
+    from car.run_drive import DriveResult, drive
 
-    result = drive(config, out=(lambda _line: None) if args.json else print)
+    out = (lambda _line: None) if args.json else print
+    result: DriveResult
+    if config.web.listen:  # only now is the web stack imported
+        import sys
+
+        from car.web.live import LiveConsole, redacted
+
+        say = (lambda line: print(line, file=sys.stderr)) if args.json else print  # stdout stays JSON
+        with LiveConsole(config, out=say) as console:
+            result = drive(redacted(config), hooks=console.hooks(), out=out)
+    else:
+        result = drive(config, out=out)
     if args.json:
         s = result.summary
         stages = {x.stage: {"p50_ms": x.p50_ms, "p99_ms": x.p99_ms, "count": x.count} for x in s.stages}
