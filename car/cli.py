@@ -37,6 +37,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("export", "car.commands.export", "export a bundle to ONNX (fp32, optional INT8)"),
     CommandSpec("bench", "car.commands.bench", "latency of torch vs onnxruntime fp32/INT8 per network"),
     CommandSpec("firmware", "car.commands.firmware", "virtual microcontroller tools (emulate)"),
+    CommandSpec("fleet", "car.commands.fleet", "audit many drive logs (local pool or Ray): one fleet report"),
 )
 
 
