@@ -141,7 +141,7 @@ def test_a_killed_worker_loses_no_finished_drive_and_its_drive_is_retried(
     for i in range(3):
         write_shipped_drive(tmp_path / "logs" / f"d{i}.sqlite", bundle, 10, seed=10 + i)
     out, names = tmp_path / "fleet", ["d0", "d1", "d2"]
-    done, log = threading.Event(), {}
+    done, log = threading.Event(), dict[str, Any]()
     watcher = threading.Thread(target=_kill_one_running_drive, args=(out, names, done, log))
     watcher.start()
     try:
