@@ -74,3 +74,24 @@ def test_fleet_command_errors_are_one_line(tmp_path: Path, capsys: pytest.Captur
     assert main(["fleet", "audit", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("car fleet: error:") and "no such drive log" in err and "\n" not in err
+
+
+def test_local_fleet_report_shows_the_worst_stop_frames_with_their_maps(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from explain.fleet.run import audit_fleet
+    from explain.fleet.work import AuditSettings
+    from tests.fleet_support import shipped_bundle, write_shipped_drive
+
+    write_shipped_drive(
+        tmp_path / "logs" / "near.sqlite", shipped_bundle(), 14, seed=3
+    )  # drives up to the can
+    settings = AuditSettings(select="frames:11-13", background="sim:0@4", occlusion_frames=0, sanity_frames=0)
+    result = audit_fleet([str(tmp_path / "logs")], tmp_path / "out", settings)
+    worst = result.document["worst_frames"]
+    assert worst and all(w["drive"] == "near" and w["p_stop"] >= 0.5 for w in worst)
+    assert [w["badness"] for w in worst] == sorted((w["badness"] for w in worst), reverse=True)
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= len(worst) and "near/report.html" in page
+    rows = pq.read_table(tmp_path / "out" / "frames.parquet").to_pylist()
+    assert [r["seq"] for r in rows] == [11, 12, 13] and result.fleet.frames_explained == 3
