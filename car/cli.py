@@ -44,6 +44,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "camera", "car.commands.camera", "list cameras; measure one (fps, jitter, latency, snapshot)"
     ),
+    CommandSpec("fleet", "car.commands.fleet", "audit many drive logs (local pool or Ray): one fleet report"),
 )
 
 

@@ -53,6 +53,7 @@ from typing import Protocol
 
 import numpy as np
 
+from car import engines
 from car.config import CarConfig, load_config, resolve_path, with_overrides
 from car.errors import CarError
 from car.policy import PolicyParams
@@ -530,7 +531,11 @@ def frame_file_stem(seed: int, frame: KeptFrame) -> str:
 
 
 def collect(
-    settings: CollectSettings, config: CarConfig, jobs: int = 1, progress: bool = False
+    settings: CollectSettings,
+    config: CarConfig,
+    jobs: int = 1,
+    progress: bool = False,
+    engine: engines.EngineChoice = engines.EngineChoice(),  # noqa: B008  (frozen)
 ) -> CollectSummary:
     """Drive `config.model.bundle` through `settings.runs` scenes; write the kept frames to `settings.out`."""
     settings.validate()
@@ -546,7 +551,7 @@ def collect(
     sim_seconds = 0.0
     task = partial(collect_run, settings.keep)
     with FrameFolderWriter(settings.out, settings.jpeg_quality) as writer:
-        for run in map_runs(task, settings.eval_settings(), config, jobs, progress):
+        for run in map_runs(task, settings.eval_settings(), config, jobs, progress, engine=engine):
             for frame in run.kept:
                 writer.write(
                     frame_file_stem(settings.seed, frame),
@@ -615,6 +620,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    engines.add_engine_arguments(parser)
     parser.add_argument("--config", type=Path, default=None, help="drive config for policy and loop settings")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override")
     parser.add_argument(
@@ -638,6 +644,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     config = load_config(args.config)
     config = with_overrides(config, [*args.set, f"model.bundle={args.model}"])
-    summary = collect(settings, config, jobs=args.jobs, progress=not args.json)
+    summary = collect(
+        settings, config, jobs=args.jobs, progress=not args.json, engine=engines.engine_from_args(args)
+    )
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
     return 0

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
+from car import engines
 from car.config import CarConfig, LoopConfig, load_config, resolve_path, with_overrides
 from car.errors import CarError
 from car.links import BridgeMotorLink
@@ -284,16 +285,6 @@ _T = TypeVar("_T")
 RunTask = Callable[[int, RunContext], _T]
 """One run's work (a module-level function, or a partial of one, so worker processes can receive it)."""
 
-_WORKER: list[RunContext] = []  # one per worker process
-
-
-def _init_worker(settings: EvalSettings, config: CarConfig) -> None:
-    _WORKER[:] = [RunContext.load(settings, config)]
-
-
-def _run_task_in_worker(task: RunTask[_T], index: int) -> _T:
-    return task(index, _WORKER[0])
-
 
 def _outcome_of(index: int, context: RunContext) -> RunOutcome:
     return context.simulate(index)
@@ -306,39 +297,44 @@ def check_kinds(kinds: Sequence[str]) -> None:
 
 
 def map_runs(
-    task: RunTask[_T], settings: EvalSettings, config: CarConfig, jobs: int = 1, progress: bool = False
+    task: RunTask[_T],
+    settings: EvalSettings,
+    config: CarConfig,
+    jobs: int = 1,
+    progress: bool = False,
+    *,
+    engine: engines.EngineChoice = engines.EngineChoice(),  # noqa: B008  (frozen)
 ) -> Iterator[_T]:
     """`task(index, context)` for runs 0..settings.runs-1, results in run order whatever `jobs` is.
 
-    With jobs > 1 each worker process loads the bundle once and runs whole runs (a run is deterministic
-    for its index, so the results do not depend on how runs are spread over workers).
+    With jobs > 1 each worker (a process of the local pool, or a Ray actor with `--engine ray`) loads the
+    bundle once and runs whole runs (a run is deterministic for its index, so the results do not depend on
+    how runs are spread over workers).
     """
     check_kinds(settings.kinds)
-    indices = range(settings.runs)
     bar = _progress(settings.runs, progress)
+    setup, work = partial(RunContext.load, settings, config), engines.item_first(task)
     try:
-        if jobs <= 1:
-            context = RunContext.load(settings, config)
-            for i in indices:
-                yield task(i, context)
-                bar.update(1)
-        else:
-            from functools import partial
-
-            spawn = multiprocessing.get_context("spawn")
-            with spawn.Pool(jobs, initializer=_init_worker, initargs=(settings, config)) as pool:
-                for result in pool.imap(partial(_run_task_in_worker, task), indices):
-                    yield result
-                    bar.update(1)
+        for result in engines.map_items(
+            engine, setup, work, range(settings.runs), engines.EngineOptions(jobs)
+        ):
+            yield result
+            bar.update(1)
     finally:
         bar.close()
 
 
-def evaluate(settings: EvalSettings, config: CarConfig, jobs: int = 1, progress: bool = False) -> EvalReport:
+def evaluate(
+    settings: EvalSettings,
+    config: CarConfig,
+    jobs: int = 1,
+    progress: bool = False,
+    engine: engines.EngineChoice = engines.EngineChoice(),  # noqa: B008  (frozen)
+) -> EvalReport:
     check_kinds(settings.kinds)
     bundle = load_bundle(resolve_path(config.model.bundle))
     t0 = time.monotonic()
-    outcomes = list(map_runs(_outcome_of, settings, config, jobs, progress))
+    outcomes = list(map_runs(_outcome_of, settings, config, jobs, progress, engine=engine))
     return summarise(outcomes, bundle.manifest.name, time.monotonic() - t0)
 
 
@@ -375,6 +371,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated scene kinds (default: the mix of {', '.join(SCENE_KINDS)})",
     )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    engines.add_engine_arguments(parser)
     parser.add_argument("--runs-out", type=Path, default=None, help="write every run's outcome as JSON lines")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
@@ -392,7 +389,9 @@ def run(args: argparse.Namespace) -> int:
         config = with_overrides(config, overrides)
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     settings = EvalSettings(runs=args.runs, seed=args.seed, kinds=kinds)
-    report = evaluate(settings, config, jobs=args.jobs, progress=not args.json)
+    report = evaluate(
+        settings, config, jobs=args.jobs, progress=not args.json, engine=engines.engine_from_args(args)
+    )
     if args.runs_out is not None:
         args.runs_out.write_text("".join(json.dumps(asdict(o)) + "\n" for o in report.outcomes))
     if args.json:
