@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from vision.bundle import BundleError, ModelBundle, sha256_of
-from vision.detector import check_batch, check_probs
+from vision.detector import GoStop, check_batch, check_probs
 from vision.networks import build_network
 
 
@@ -33,8 +33,9 @@ def load_state_dict(bundle: ModelBundle) -> dict[str, torch.Tensor]:
 
 def load_torch_network(bundle: ModelBundle, device: str = "cpu") -> nn.Module:
     """The bundle's network with its weights, in eval mode."""
+    m = bundle.manifest
     try:
-        network = build_network(bundle.manifest.arch)
+        network = build_network(m.arch, len(m.labels), m.output)
     except ValueError as exc:
         raise BundleError(f"{bundle.root}: {exc}") from None
     state = load_state_dict(bundle)
@@ -68,11 +69,17 @@ class TorchDetector:
         self.input_size = bundle.manifest.preprocessing.input_size
         self.device = device
         self.network = load_torch_network(bundle, device)
+        self.n_labels = len(bundle.manifest.labels)
+        self.go_stop = GoStop.of(bundle.manifest)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def label_probs(self, batch: np.ndarray) -> np.ndarray:
+        """N×K: one probability per manifest label."""
         x = check_batch(batch, self.input_size)
         if torch.get_num_threads() != self.threads:  # process-wide in torch; set only when it differs
             torch.set_num_threads(self.threads)
         with torch.inference_mode():
             out = self.network(torch.from_numpy(x).to(self.device)).cpu().numpy()
-        return check_probs(out, x.shape[0], f"{self.bundle.root} (torch)")
+        return check_probs(out, x.shape[0], f"{self.bundle.root} (torch)", self.n_labels)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.go_stop(self.label_probs(batch))
