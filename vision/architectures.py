@@ -101,9 +101,10 @@ register_arch(_torchvision("resnet34"))
 register_arch(_torchvision("mobilenet_v2"))
 register_arch(_torchvision("mobilenet_v3_small"))
 register_arch(_torchvision("mobilenet_v3_large"))
-register_arch(_torchvision("vgg11"))
-register_arch(_torchvision("vgg16"))
-register_arch(_torchvision("alexnet", min_input=63))  # its 11×11/4 stem and three 3/2 max-pools
+# vgg and alexnet pool their features adaptively to 7×7 / 6×6; ONNX exports that only from a whole multiple.
+register_arch(_torchvision("vgg11", min_input=224))
+register_arch(_torchvision("vgg16", min_input=224))
+register_arch(_torchvision("alexnet", min_input=224))
 
 
 def arch_spec(name: str) -> ArchSpec:

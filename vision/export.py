@@ -26,6 +26,7 @@ published order; only the ONNX graph differs. The order is recorded in the ONNX 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 import tempfile
@@ -207,7 +208,7 @@ def export_onnx(
 
     network = graph_order_twin(network.eval().cpu(), graph_order, input_size).eval()
     example = torch.zeros(1, 3, input_size, input_size)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _export_errors(path, input_size):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             network,
@@ -226,6 +227,19 @@ def export_onnx(
     except Exception as exc:
         raise ExportError(f"{path}: exported graph fails onnx.checker ({exc})") from None
     return path
+
+
+@contextlib.contextmanager
+def _export_errors(path: Path, input_size: int) -> Iterator[None]:
+    """torch's exporter failing (an operator it cannot write at this input size) as one ExportError line."""
+    try:
+        yield
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(
+            f"{path}: torch cannot export this network to ONNX at input side {input_size} ({first[:200]}); "
+            "try --size 224"
+        ) from None
 
 
 def _float_only_prefixes(traced: nn.Module) -> list[str]:
