@@ -103,6 +103,7 @@ def import_bundle(
     limit: int | None = 512,
     command: str = "",
     threads: int = 1,
+    int8_scope: str = "linear",
 ) -> ModelBundle:
     """Write the bundle; with `calib_dir` (a folder of GO/STOP frames) also INT8, calibrated on them."""
     from vision.export import OutputHead, build_bundle, load_labelled_frames
@@ -126,5 +127,6 @@ def import_bundle(
         threshold=spec.threshold,
         data=data,
         threads=threads,
+        int8_scope=int8_scope,
         head=OutputHead(spec.labels, spec.stop_label, spec.output),
     )

@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "on them; without it parity uses 8 random images and no INT8 model is written",
     )
     parser.add_argument("--limit", type=int, default=512, help="at most N --calib frames (seeded subset)")
+    parser.add_argument(
+        "--int8-scope",
+        choices=("linear", "all"),
+        default="linear",
+        help="INT8 operators: linear = fully connected only (default; for a torchvision CNN only its head), "
+        "all = convolutions too (for CPUs with int8 dot-product instructions)",
+    )
     parser.add_argument("--json", action="store_true", help="print the bundle's facts as JSON")
 
 
@@ -69,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
         if ("import" in sys.argv)
         else ""
     )
-    bundle = import_bundle(spec, args.out, args.calib, limit=args.limit, command=command)
+    bundle = import_bundle(
+        spec, args.out, args.calib, limit=args.limit, command=command, int8_scope=args.int8_scope
+    )
     m = bundle.manifest
     int8_note = (
         f"INT8 calibrated on {m.metrics.int8_frames} frames of {args.calib}"
