@@ -138,21 +138,29 @@ def check_arch(arch: str, prep: Preprocessing) -> None:
         raise VisionError(f"--arch {arch}: {'; '.join(found)}")
 
 
-def initial_network(config: TrainConfig) -> tuple[nn.Module, str]:
-    """The network training starts from (seeded), and a line saying how it was initialised."""
+def initial_network(config: TrainConfig, prep: Preprocessing) -> nn.Module:
+    """The network training starts from (seeded: random, or `config.init`'s weights), said on stderr."""
+    check_arch(config.arch, prep)
     torch.manual_seed(config.seed)
     network = build_network(config.arch)
-    if config.init is None:
-        return network, "random initialisation"
+    how = "random initialisation" if config.init is None else _warm_start(network, config)
+    if config.progress:
+        print(f"train {config.arch}: {how}", file=sys.stderr)
+    return network
+
+
+def _warm_start(network: nn.Module, config: TrainConfig) -> str:
+    """Load `config.init` into `network` (and freeze `config.freeze`); a line saying what happened."""
     from vision.transfer import apply_init, freeze, read_init
 
+    assert config.init is not None
     source = read_init(config.init)
     if source.arch is not None and source.arch != config.arch:
         raise VisionError(f"--init {config.init} is a {source.arch!r} bundle, but --arch is {config.arch!r}")
     report = apply_init(network, source)
     if config.freeze is not None:
         report = replace(report, frozen=freeze(network, config.freeze))
-    return network, f"--init {config.init}: {report.describe()}"
+    return f"--init {config.init}: {report.describe()}"
 
 
 def _train_mode(network: nn.Module) -> None:
@@ -172,7 +180,6 @@ def train_network(
     """Train a fresh `config.arch` network on RGB uint8 N×S×S×3 frames with labels 0 (GO) / 1 (STOP)."""
     config.validate()
     prep = prep or Preprocessing()
-    check_arch(config.arch, prep)
     if images.ndim != 4 or images.dtype != np.uint8 or images.shape[1:] != (prep.input_size,) * 2 + (3,):
         raise VisionError(
             f"training frames must be RGB uint8 N×{prep.input_size}×{prep.input_size}×3, got "
@@ -182,9 +189,7 @@ def train_network(
         raise VisionError(f"{len(labels)} labels for {len(images)} frames")
     if config.threads:
         torch.set_num_threads(config.threads)
-    network, how = initial_network(config)
-    if config.progress:
-        print(f"train {config.arch}: {how}", file=sys.stderr)
+    network = initial_network(config, prep)
     split = split_indices(len(images), config.val_fraction, config.seed)
     shuffle_rng = np.random.default_rng([config.seed, 1])
     augment_rng = np.random.default_rng([config.seed, 2])
