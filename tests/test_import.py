@@ -20,6 +20,7 @@ from tests.test_training import write_folder
 from vision.bundle import load_bundle
 from vision.detector import OnnxDetector, build_detector
 from vision.preprocess import to_network_input
+from vision.torch_model import load_go_stop_network
 
 SIZE = "64"
 
@@ -73,6 +74,9 @@ def test_jetbot_resnet18_bundle_gives_p_stop_of_blocked_through_softmax(
     np.testing.assert_allclose(go_stop, blocked_free[:, ::-1], atol=1e-5)
     twin = build_detector(bundle, "torch")  # the torch twin the audit loads
     np.testing.assert_allclose(twin.predict(x), go_stop, atol=1e-5)
+    with torch.inference_mode():
+        audited = load_go_stop_network(bundle)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(audited, go_stop, atol=1e-5)
 
 
 def test_imported_bundle_drives_replays_and_evaluates(

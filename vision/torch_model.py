@@ -60,6 +60,35 @@ def load_torch_network(bundle: ModelBundle, device: str = "cpu") -> nn.Module:
     return network.to(device).eval()
 
 
+class GoStopOutputs(nn.Module):
+    """A bundle's network followed by the (GO, STOP) selection `vision.detector.GoStop` makes, in torch.
+
+    For explanation code that reads `[:, STOP]`: with an imported network (JetBot: labels blocked, free) the
+    stop label's output is not column 1. A (GO, STOP) network passes through unchanged; otherwise the
+    selection is a column pick (and 1 − P(STOP) for more than two labels), both linear."""
+
+    def __init__(self, network: nn.Module, n_labels: int, stop_index: int) -> None:
+        super().__init__()
+        self.network = network
+        self.n_labels = n_labels
+        self.stop_index = stop_index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = self.network(x)
+        if self.n_labels == 2 and self.stop_index == 1:
+            return probs
+        s = self.stop_index
+        stop = probs[:, s : s + 1]
+        go = probs[:, 1 - s : 2 - s] if self.n_labels == 2 else 1.0 - stop
+        return torch.cat([go, stop], dim=1)
+
+
+def load_go_stop_network(bundle: ModelBundle, device: str = "cpu") -> nn.Module:
+    """`load_torch_network` with (GO, STOP) outputs whatever the bundle's labels (see `GoStopOutputs`)."""
+    m = bundle.manifest
+    return GoStopOutputs(load_torch_network(bundle, device), len(m.labels), m.stop_index).eval()
+
+
 class TorchDetector:
     """Eager torch inference with the same contract as `vision.detector.OnnxDetector`."""
 
