@@ -125,13 +125,16 @@ def test_jetbot_alexnet_imports_at_224(tmp_path: Path) -> None:
     np.testing.assert_allclose(OnnxDetector(bundle).predict(x), blocked_free[:, ::-1], atol=1e-5)
 
 
-def test_int8_is_calibrated_on_the_calib_folder(tmp_path: Path) -> None:
+def test_int8_is_calibrated_on_the_calib_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     jetbot_resnet18(tmp_path / "best_model.pth", seed=4)
     calib = write_folder(tmp_path / "calib", 16, seed=4)
-    assert (
-        main(import_args(tmp_path / "best_model.pth", tmp_path / "r8", "resnet18", "--calib", str(calib)))
-        == 0
+    args = import_args(
+        tmp_path / "best_model.pth", tmp_path / "r8", "resnet18", "--calib", str(calib), "--json"
     )
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["int8"] and doc["labels"] == ["blocked", "free"] and doc["stop_label"] == "blocked"
+    assert doc["parity_frames"] == 16 and doc["onnx_parity_max_abs"] <= 1e-5 and "16 frames" in doc["note"]
     bundle = load_bundle(tmp_path / "r8")
     assert bundle.has("onnx_int8") and bundle.manifest.metrics.int8_frames == 16
     x = np.zeros((1, 3, 64, 64), np.float32)
