@@ -84,9 +84,14 @@ class GoStopOutputs(nn.Module):
 
 
 def load_go_stop_network(bundle: ModelBundle, device: str = "cpu") -> nn.Module:
-    """`load_torch_network` with (GO, STOP) outputs whatever the bundle's labels (see `GoStopOutputs`)."""
+    """`load_torch_network` with (GO, STOP) outputs whatever the bundle's labels (see `GoStopOutputs`).
+
+    A (GO, STOP) network is returned itself, unwrapped (DeepSHAP's chain engine walks it as before)."""
     m = bundle.manifest
-    return GoStopOutputs(load_torch_network(bundle, device), len(m.labels), m.stop_index).eval()
+    network = load_torch_network(bundle, device)
+    if len(m.labels) == 2 and m.stop_index == 1:
+        return network
+    return GoStopOutputs(network, len(m.labels), m.stop_index).eval()
 
 
 class TorchDetector:
