@@ -27,6 +27,7 @@ from typing import TypeVar
 import numpy as np
 
 from car import engines
+from car.commands.sim import add_domain_argument
 from car.config import CarConfig, LoopConfig, load_config, resolve_path, with_overrides
 from car.errors import CarError
 from car.links import BridgeMotorLink
@@ -372,6 +373,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     engines.add_engine_arguments(parser)
+    add_domain_argument(parser)
     parser.add_argument("--runs-out", type=Path, default=None, help="write every run's outcome as JSON lines")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
@@ -388,7 +390,9 @@ def run(args: argparse.Namespace) -> int:
     if overrides:
         config = with_overrides(config, overrides)
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
-    settings = EvalSettings(runs=args.runs, seed=args.seed, kinds=kinds)
+    settings = EvalSettings(
+        runs=args.runs, seed=args.seed, kinds=kinds, world=WorldConfig(domain=args.domain)
+    )
     report = evaluate(
         settings, config, jobs=args.jobs, progress=not args.json, engine=engines.engine_from_args(args)
     )

@@ -432,7 +432,7 @@ def run_audit(options: AuditOptions) -> AuditResult:
     from explain.deepshap import DeepShapEngine, keep_freed_memory
     from explain.report import figure_frames, write_report
     from vision.preprocess import fit_to_input, to_network_input
-    from vision.torch_model import load_torch_network
+    from vision.torch_model import load_go_stop_network
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -450,7 +450,7 @@ def run_audit(options: AuditOptions) -> AuditResult:
         if not any(t.has_frame for t in ticks):
             raise ExplainError(f"{options.log}: the drive log holds no frames; nothing to explain")
         bundle, match = resolve_bundle(log.meta, options.model)
-        network = load_torch_network(bundle, options.device)
+        network = load_go_stop_network(bundle, options.device)  # (GO, STOP) columns for any labels
         model = check_model(
             log, bundle, network, match=match, override=options.model is not None, device=options.device
         )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ from vision.export import (
     stand_in_frames,
     torch_probs,
 )
-from vision.networks import build_network
+from vision.networks import ARCHITECTURES, build_network, register
 from vision.preprocess import Preprocessing, to_network_input
 from vision.quantize import FLOAT_NODES_KEY
 from vision.winograd import WinogradConvPoolReLU, phase_major_order, winograd_twin
@@ -301,12 +303,22 @@ def test_seed_winograd_twin_matches_the_published_network():
         assert torch.max(torch.abs(twin(x) - network(x))) <= 1e-6
 
 
+@contextlib.contextmanager
+def registered(name: str, factory: Callable[[], nn.Module]) -> Iterator[None]:
+    register(name)(factory)
+    try:
+        yield
+    finally:
+        ARCHITECTURES.pop(name, None)
+
+
 def test_winograd_bundle_is_parity_checked_and_its_int8_quantises_only_trained_layers(tmp_path: Path):
     torch.manual_seed(9)
     prep = Preprocessing(input_size=32)
     rng = np.random.default_rng(10)
     calib = LabelledFrames(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), np.arange(16) % 2)
-    bundle = build_bundle(StagedNet(), "staged", tmp_path / "w", calib, int8=True, prep=prep)
+    with registered("staged", StagedNet):  # a manifest must name a registered architecture
+        bundle = build_bundle(StagedNet(), "staged", tmp_path / "w", calib, int8=True, prep=prep)
     assert onnx_graph_order(bundle.path_of("onnx")) == "winograd"
     assert bundle.manifest.metrics.onnx_parity_max_abs <= 1e-5
     model = onnx.load(str(bundle.path_of("onnx")))

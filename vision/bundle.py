@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vision.architectures import OUTPUT_KINDS, arch_spec
 from vision.errors import VisionError
 from vision.labels import LABEL_NAMES
 from vision.preprocess import Preprocessing
@@ -91,8 +92,14 @@ class BundleManifest:
     arch: str
     preprocessing: Preprocessing
     files: Mapping[str, BundleFile]
-    labels: tuple[str, str] = LABEL_NAMES
+    labels: tuple[str, ...] = LABEL_NAMES
+    """The network's outputs, in order (GO, STOP for this project's networks; any names for imported ones)."""
     threshold: float = 0.5
+    """STOP where P(STOP) > threshold."""
+    stop_label: str = "STOP"
+    """The label whose probability is P(STOP) (e.g. JetBot's "blocked"); the car stops on it."""
+    output: str = "sigmoid"
+    """The last layer: "sigmoid" (independent probabilities) or "softmax" (exclusive; they sum to 1)."""
     metrics: BundleMetrics = field(default_factory=BundleMetrics)
     data: TrainingDataSummary = field(default_factory=TrainingDataSummary)
     created: str = ""
@@ -106,6 +113,8 @@ class BundleManifest:
             "arch": self.arch,
             "preprocessing": self.preprocessing.to_dict(),
             "labels": list(self.labels),
+            "stop_label": self.stop_label,
+            "output": self.output,
             "threshold": self.threshold,
             "files": {role: asdict(f) for role, f in sorted(self.files.items())},
             "metrics": asdict(self.metrics),
@@ -114,6 +123,34 @@ class BundleManifest:
             "versions": dict(sorted(self.versions.items())),
         }
         return json.dumps(doc, indent=2) + "\n"
+
+    @property
+    def stop_index(self) -> int:
+        """Which network output is P(STOP)."""
+        return self.labels.index(self.stop_label)
+
+    def problems(self) -> list[str]:
+        """Everything wrong with these facts together (empty: usable); checked when a manifest is read."""
+        found: list[str] = []
+        labels = self.labels
+        if len(labels) < 2 or len(set(labels)) != len(labels) or not all(labels):
+            found.append(f"labels {list(labels)} must be at least 2 distinct non-empty names")
+        if self.stop_label not in labels:
+            found.append(f"stop_label {self.stop_label!r} is not one of the labels {_short(labels)}")
+        if self.output not in OUTPUT_KINDS:
+            found.append(f"output {self.output!r} must be one of {list(OUTPUT_KINDS)}")
+        if not 0.0 < self.threshold < 1.0:
+            found.append(f"threshold={self.threshold} must lie strictly between 0 and 1")
+        unknown = sorted(set(self.files) - set(ROLES))
+        if unknown:
+            found.append(f"unknown file role(s) {unknown}; allowed: {list(ROLES)}")
+        try:
+            spec = arch_spec(self.arch)
+        except ValueError as exc:
+            found.append(str(exc))
+        else:
+            found += spec.problems(labels, self.output, self.preprocessing.input_size)
+        return found
 
     @classmethod
     def from_json(cls, text: str, where: str) -> BundleManifest:
@@ -135,30 +172,35 @@ class BundleManifest:
                 str(role): _from_mapping(BundleFile, entry, f"{where} files.{role}")
                 for role, entry in dict(doc["files"]).items()
             }
-            labels = tuple(str(x) for x in doc.get("labels", LABEL_NAMES))
+            labels = doc.get("labels", LABEL_NAMES)
+            if not isinstance(labels, list | tuple):
+                raise ValueError(f"labels must be a list of names, got {labels!r}")
             threshold = float(doc.get("threshold", 0.5))
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{where}: {exc}; fix the value or re-export the bundle") from None
-        if labels != LABEL_NAMES:
-            raise BundleError(f"{where}: labels {list(labels)} but this program needs {list(LABEL_NAMES)}")
-        if not 0.0 < threshold < 1.0:
-            raise BundleError(f"{where}: threshold={threshold} must lie strictly between 0 and 1")
-        unknown = sorted(set(files) - set(ROLES))
-        if unknown:
-            raise BundleError(f"{where}: unknown file role(s) {unknown}; allowed: {list(ROLES)}")
-        return cls(
+        manifest = cls(
             name=str(doc["name"]),
             arch=str(doc["arch"]),
             preprocessing=prep,
             files=files,
-            labels=LABEL_NAMES,
+            labels=tuple(str(x) for x in labels),
             threshold=threshold,
+            stop_label=str(doc.get("stop_label", "STOP")),
+            output=str(doc.get("output", "sigmoid")),
             metrics=_from_mapping(BundleMetrics, doc.get("metrics", {}), f"{where} metrics"),
             data=_from_mapping(TrainingDataSummary, doc.get("data", {}), f"{where} data"),
             created=str(doc.get("created", "")),
             versions={str(k): str(v) for k, v in dict(doc.get("versions", {})).items()},
             format=fmt,
         )
+        found = manifest.problems()
+        if found:
+            raise BundleError(f"{where}: {'; '.join(found)}; fix the manifest or re-export the bundle")
+        return manifest
+
+
+def _short(labels: tuple[str, ...]) -> str:
+    return str(list(labels)) if len(labels) <= 6 else f"[{', '.join(map(repr, labels[:5]))}, … {len(labels)}]"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,16 +3,22 @@
 `predict` takes a preprocessed float32 N×3×S×S batch (see `vision.preprocess`) and returns float32 N×2
 probabilities (GO, STOP). Anything wrong (shape, dtype, non-finite input or output) raises `DetectorError`,
 which the control loop turns into STOP.
+
+A network's own outputs are one probability per manifest label (`label_probs`: N×K, softmax or sigmoid);
+`GoStop` turns them into the (GO, STOP) pair everything downstream reads. This is the one place P(STOP) is
+picked out of a network's outputs: P(STOP) is the stop label's output; P(GO) is the other label's output
+when there are two labels (so this project's (GO, STOP) networks pass through unchanged), else 1 − P(STOP).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from vision.bundle import ModelBundle
+from vision.bundle import BundleManifest, ModelBundle
 from vision.errors import VisionError
 
 
@@ -58,13 +64,33 @@ def check_batch(batch: object, input_size: int) -> np.ndarray:
     return np.ascontiguousarray(batch)
 
 
-def check_probs(probs: np.ndarray, n: int, source: str) -> np.ndarray:
+def check_probs(probs: np.ndarray, n: int, source: str, k: int = 2) -> np.ndarray:
+    """The network's N×K output as float32, or a DetectorError (wrong shape, NaN/inf)."""
     probs = np.asarray(probs, dtype=np.float32)
-    if probs.shape != (n, 2):
-        raise DetectorError(f"{source}: network output has shape {probs.shape}, expected ({n}, 2)")
+    if probs.shape != (n, k):
+        raise DetectorError(f"{source}: network output has shape {probs.shape}, expected ({n}, {k})")
     if not np.isfinite(probs).all():
         raise DetectorError(f"{source}: network output is not finite (NaN/inf)")
     return probs
+
+
+@dataclass(frozen=True, slots=True)
+class GoStop:
+    """Turns one probability per label into (GO, STOP) probabilities (see the module docstring)."""
+
+    n_labels: int
+    stop_index: int
+
+    @classmethod
+    def of(cls, manifest: BundleManifest) -> GoStop:
+        return cls(len(manifest.labels), manifest.stop_index)
+
+    def __call__(self, label_probs: np.ndarray) -> np.ndarray:
+        if self.n_labels == 2 and self.stop_index == 1:
+            return label_probs  # (GO, STOP) already, or a two-label network with STOP second
+        stop = label_probs[:, self.stop_index]
+        go = label_probs[:, 1 - self.stop_index] if self.n_labels == 2 else 1.0 - stop
+        return np.ascontiguousarray(np.stack([go, stop], axis=1), dtype=np.float32)
 
 
 def stop_decisions(probs: np.ndarray, threshold: float) -> np.ndarray:
@@ -110,6 +136,14 @@ class OnnxDetector:
             raise DetectorError(f"{self.model_path}: expected one input and one output; re-export the bundle")
         self._input_name = inputs[0].name
         self._output_name = outputs[0].name
+        self.n_labels = len(bundle.manifest.labels)
+        self.go_stop = GoStop.of(bundle.manifest)
+        out_shape = list(outputs[0].shape)
+        if len(out_shape) != 2 or out_shape[1] != self.n_labels:
+            raise DetectorError(
+                f"{self.model_path}: network output shape {out_shape} does not match the manifest's "
+                f"{self.n_labels} labels; fix the manifest's labels or re-export the bundle"
+            )
         shape = list(inputs[0].shape)
         if len(shape) != 4 or shape[1:] != [3, self.input_size, self.input_size]:
             raise DetectorError(
@@ -118,13 +152,17 @@ class OnnxDetector:
             )
         self.predict(np.zeros((1, 3, self.input_size, self.input_size), np.float32))  # warm-up
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def label_probs(self, batch: np.ndarray) -> np.ndarray:
+        """N×K: one probability per manifest label, as the network computed them."""
         x = check_batch(batch, self.input_size)
         try:
             (out,) = self.session.run([self._output_name], {self._input_name: x})
         except Exception as exc:
             raise DetectorError(f"{self.model_path}: inference failed ({str(exc).splitlines()[0]})") from None
-        return check_probs(out, x.shape[0], str(self.model_path))
+        return check_probs(out, x.shape[0], str(self.model_path), self.n_labels)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.go_stop(self.label_probs(batch))
 
 
 @register_runtime("fp32")

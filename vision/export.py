@@ -26,6 +26,7 @@ published order; only the ONNX graph differs. The order is recorded in the ONNX 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 import tempfile
@@ -52,6 +53,7 @@ from vision.bundle import (
 )
 from vision.detector import OnnxDetector, stop_decisions
 from vision.errors import VisionError
+from vision.labels import LABEL_NAMES
 from vision.preprocess import Preprocessing, to_network_input
 from vision.quantize import DEFAULT_SCOPE
 
@@ -128,6 +130,19 @@ def graph_order_twin(network: nn.Module, graph_order: str, input_size: int) -> n
 
 
 @dataclass(frozen=True, slots=True)
+class OutputHead:
+    """What a network's outputs mean: the manifest's labels, stop label and output kind."""
+
+    labels: tuple[str, ...] = LABEL_NAMES
+    stop_label: str = "STOP"
+    output: str = "sigmoid"
+
+    @classmethod
+    def of(cls, manifest: BundleManifest) -> OutputHead:
+        return cls(manifest.labels, manifest.stop_label, manifest.output)
+
+
+@dataclass(frozen=True, slots=True)
 class LabelledFrames:
     """Real frames at the network's input size (RGB uint8 N×S×S×3), labels optional (0 GO, 1 STOP)."""
 
@@ -193,7 +208,7 @@ def export_onnx(
 
     network = graph_order_twin(network.eval().cpu(), graph_order, input_size).eval()
     example = torch.zeros(1, 3, input_size, input_size)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _export_errors(path, input_size):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             network,
@@ -212,6 +227,19 @@ def export_onnx(
     except Exception as exc:
         raise ExportError(f"{path}: exported graph fails onnx.checker ({exc})") from None
     return path
+
+
+@contextlib.contextmanager
+def _export_errors(path: Path, input_size: int) -> Iterator[None]:
+    """torch's exporter failing (an operator it cannot write at this input size) as one ExportError line."""
+    try:
+        yield
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(
+            f"{path}: torch cannot export this network to ONNX at input side {input_size} ({first[:200]}); "
+            "try --size 224"
+        ) from None
 
 
 def _float_only_prefixes(traced: nn.Module) -> list[str]:
@@ -252,7 +280,13 @@ def torch_probs(network: nn.Module, frames: LabelledFrames, prep: Preprocessing)
 
 
 def onnx_probs(detector: OnnxDetector, frames: LabelledFrames, prep: Preprocessing) -> np.ndarray:
+    """(GO, STOP) probabilities, N×2."""
     return np.concatenate([detector.predict(batch) for batch in frames.batches(prep)])
+
+
+def onnx_label_probs(detector: OnnxDetector, frames: LabelledFrames, prep: Preprocessing) -> np.ndarray:
+    """One probability per label, N×K (what parity compares with the torch network's outputs)."""
+    return np.concatenate([detector.label_probs(batch) for batch in frames.batches(prep)])
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray, threshold: float) -> float:
@@ -305,7 +339,8 @@ def build_bundle(
     data: TrainingDataSummary | None = None,
     threads: int = 1,
     int8_scope: str = DEFAULT_SCOPE,
-    graph_order: str = DEFAULT_GRAPH_ORDER,
+    graph_order: str | None = None,
+    head: OutputHead | None = None,
 ) -> ModelBundle:
     """Export `network` into a complete bundle folder at `out_dir` (replacing one that is there).
 
@@ -314,12 +349,19 @@ def build_bundle(
     Without `calib`, parity is checked on 8 deterministic random images and INT8 is not possible.
     The bundle is assembled in a temporary folder beside `out_dir` and moved into place only when
     every check passed, so a failed export never leaves a half-written bundle behind.
-    `graph_order` picks the ONNX graph's operator order (see `GRAPH_ORDERS`); weights are saved as given.
+    `graph_order` picks the ONNX graph's operator order (see `GRAPH_ORDERS`; default: the architecture's);
+    weights are saved as given. `head` names the network's outputs (default: GO, STOP, sigmoid).
     """
+    from vision.architectures import arch_spec
     from vision.quantize import quantize_int8
 
     out = Path(out_dir)
     prep = prep or Preprocessing()
+    head = head or OutputHead()
+    try:
+        graph_order = graph_order or arch_spec(arch).graph_order
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     if int8 and calib is None:
         raise ExportError("INT8 needs real calibration frames: pass --calib DATA (a folder of frames)")
     if graph_order not in GRAPH_ORDERS:
@@ -337,6 +379,9 @@ def build_bundle(
             arch=arch,
             preprocessing=prep,
             files={"onnx": file_entry(staging, ONNX_FILE), "weights": file_entry(staging, WEIGHTS_FILE)},
+            labels=head.labels,
+            stop_label=head.stop_label,
+            output=head.output,
             threshold=threshold,
             metrics=metrics or BundleMetrics(),
             data=data or TrainingDataSummary(),
@@ -345,7 +390,7 @@ def build_bundle(
         )
         staged = write_manifest(staging, manifest)
         reference = torch_probs(network, parity_frames, prep)
-        fp32 = onnx_probs(OnnxDetector(staged, "fp32", threads), parity_frames, prep)
+        fp32 = onnx_label_probs(OnnxDetector(staged, "fp32", threads), parity_frames, prep)
         worst = _check_parity(reference, fp32, staged.path_of("onnx"), len(parity_frames))
         manifest = replace(
             manifest,
@@ -382,7 +427,7 @@ def reexport_bundle(
     *,
     threads: int = 1,
     int8_scope: str = DEFAULT_SCOPE,
-    graph_order: str = DEFAULT_GRAPH_ORDER,
+    graph_order: str | None = None,
 ) -> ModelBundle:
     """`car export`: rebuild the bundle's ONNX (and INT8) from its torch weights, keeping its other facts."""
     from vision.torch_model import load_torch_network
@@ -409,4 +454,5 @@ def reexport_bundle(
         threads=threads,
         int8_scope=int8_scope,
         graph_order=graph_order,
+        head=OutputHead.of(m),
     )

@@ -1,8 +1,11 @@
-"""The GO/STOP networks (torch). Imported only by training, export and explanation, never on the car.
+"""The networks' torch builders. Imported only by training, export and explanation, never on the car.
 
-Rules that keep DeepSHAP (shap.DeepExplainer) able to walk them: every activation and pooling layer is
-its own module instance, nothing is in-place, and no functional activations are used in `forward`.
-Both networks end in two independent sigmoid outputs, (GO, STOP), as published.
+Which networks exist, and what each needs from a manifest, is `vision.architectures.ARCHITECTURES` (no torch);
+this module builds them. The project's own chain networks (seed, edge) follow rules that keep DeepSHAP
+(shap.DeepExplainer) able to walk them: every activation and pooling layer is its own module instance,
+nothing is in-place, and no functional activations are used in `forward`. Both end in two independent
+sigmoid outputs, (GO, STOP), as published. torchvision classifiers are wrapped in `Classifier` (the
+torchvision network under `net`, then the output layer), so every built network outputs probabilities.
 """
 
 from __future__ import annotations
@@ -12,12 +15,30 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {}
+from vision.architectures import ARCHITECTURES, ArchSpec, arch_spec, register_arch
+from vision.labels import LABEL_NAMES
+
+__all__ = ["ARCHITECTURES", "Classifier", "EdgeNet", "SeedNet", "build_network", "register"]
+
+GOSTOP_NETWORKS: dict[str, Callable[[], nn.Module]] = {}
+"""The chain networks' classes by name (the registry's "gostop" family builds from here)."""
 
 
 def register(name: str) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
+    """Register a (GO, STOP) sigmoid chain network class under `name`, for any input side (tests use it)."""
+
     def deco(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
-        ARCHITECTURES[name] = factory
+        GOSTOP_NETWORKS[name] = factory
+        register_arch(
+            ArchSpec(
+                name,
+                "gostop",
+                build_gostop,
+                fixed_labels=LABEL_NAMES,
+                outputs=("sigmoid",),
+                graph_order="winograd",
+            )
+        )
         return factory
 
     return deco
@@ -91,14 +112,69 @@ class EdgeNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-register("seed")(SeedNet)
-register("edge")(EdgeNet)
+GOSTOP_NETWORKS.update(seed=SeedNet, edge=EdgeNet)
+
+OUTPUT_LAYERS: dict[str, Callable[[], nn.Module]] = {
+    "softmax": lambda: nn.Softmax(dim=1),
+    "sigmoid": nn.Sigmoid,
+}
+"""The manifest's output kind -> the last layer (`vision.architectures.OUTPUT_KINDS`)."""
 
 
-def build_network(arch: str) -> nn.Module:
-    """A freshly initialised network of a registered architecture."""
-    try:
-        factory = ARCHITECTURES[arch]
-    except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}") from None
-    return factory()
+class Classifier(nn.Module):
+    """A torchvision classifier (`net`, producing scores) followed by its output layer (`output`)."""
+
+    def __init__(self, net: nn.Module, output: str) -> None:
+        super().__init__()
+        self.net = net
+        self.output = OUTPUT_LAYERS[output]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.net(x))
+
+
+def build_gostop(spec: ArchSpec, num_labels: int, output: str) -> nn.Module:
+    """seed, edge (and test networks registered with `register`): two sigmoid outputs (GO, STOP)."""
+    if num_labels != len(LABEL_NAMES) or output != "sigmoid":
+        raise ValueError(f"arch {spec.name!r} has 2 sigmoid outputs (GO, STOP), not {num_labels} {output}")
+    return GOSTOP_NETWORKS[spec.name]()
+
+
+def build_torchvision(spec: ArchSpec, num_labels: int, output: str) -> nn.Module:
+    """torchvision's `spec.name` with `weights=None` (nothing is downloaded) and a `num_labels`-way head.
+
+    The head is the one torchvision builds for `num_classes` (resnet `fc`, alexnet/vgg `classifier.6`,
+    mobilenet `classifier.1`/`.3`): the shape JetBot and most fine-tuning recipes give it.
+    """
+    import torchvision
+
+    net = getattr(torchvision.models, spec.name)(weights=None, num_classes=num_labels)
+    return Classifier(net, output)
+
+
+def build_network(arch: str, num_labels: int = 2, output: str = "sigmoid") -> nn.Module:
+    """A freshly initialised network of a registered architecture (2 sigmoid outputs unless told)."""
+    spec = arch_spec(arch)
+    if output not in OUTPUT_LAYERS:
+        raise ValueError(f"output {output!r}: choose one of {sorted(OUTPUT_LAYERS)}")
+    return spec.build(spec, num_labels, output)
+
+
+def head_linear(network: nn.Module) -> str:
+    """The qualified name of the last Linear layer (the classifier head that maps features to labels)."""
+    last = [name for name, m in network.named_modules() if isinstance(m, nn.Linear)]
+    if not last:
+        raise ValueError(f"{type(network).__name__} has no Linear layer to serve as its head")
+    return last[-1]
+
+
+def stem_modules(network: nn.Module) -> list[str]:
+    """The stem: the first convolution, with the BatchNorm that directly follows it if there is one."""
+    named = [(n, m) for n, m in network.named_modules() if not list(m.children())]
+    first = next((i for i, (_, m) in enumerate(named) if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise ValueError(f"{type(network).__name__} has no convolution to serve as its stem")
+    stem = [named[first][0]]
+    if first + 1 < len(named) and isinstance(named[first + 1][1], nn.BatchNorm2d):
+        stem.append(named[first + 1][0])
+    return stem

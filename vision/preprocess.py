@@ -41,8 +41,13 @@ class Preprocessing:
         mean = tuple(float(v) for v in d["mean"])  # type: ignore[attr-defined]
         std = tuple(float(v) for v in d["std"])  # type: ignore[attr-defined]
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError("manifest preprocessing: mean and std need 3 values each, std > 0")
-        return cls(int(d["input_size"]), mean, std, order)  # type: ignore[call-overload]
+            raise ValueError(
+                f"manifest preprocessing: mean {list(mean)} and std {list(std)} need 3 values each, std > 0"
+            )
+        size = d["input_size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"manifest preprocessing.input_size={size!r} must be a positive whole number")
+        return cls(size, mean, std, order)
 
 
 def fit_to_input(rgb: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:

@@ -61,11 +61,14 @@ FLOAT_NODES_KEY = "gostop.float_nodes"
 
 
 def float_output_nodes(model_path: Path) -> list[str]:
-    """Names of the nodes kept in float: the output Sigmoid(s)."""
+    """Names of the nodes kept in float: the output Sigmoid(s) or Softmax (the manifest's output kind)."""
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
-    return [node.name for node in model.graph.node if node.op_type == "Sigmoid"]
+    return [node.name for node in model.graph.node if node.op_type in OUTPUT_OPS]
+
+
+OUTPUT_OPS = ("Sigmoid", "Softmax")
 
 
 def marked_float_nodes(model_path: Path) -> list[str]:
@@ -115,7 +118,7 @@ def quantize_int8(
     del session
     outputs = float_output_nodes(fp32_path)
     if not outputs:
-        raise QuantizeError(f"{fp32_path}: no Sigmoid output node found; re-export the network")
+        raise QuantizeError(f"{fp32_path}: no Sigmoid/Softmax output node found; re-export the network")
     keep_float = outputs + marked_float_nodes(fp32_path)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"

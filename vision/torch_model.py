@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from vision.bundle import BundleError, ModelBundle, sha256_of
-from vision.detector import check_batch, check_probs
+from vision.detector import GoStop, check_batch, check_probs
 from vision.networks import build_network
 
 
@@ -33,8 +33,9 @@ def load_state_dict(bundle: ModelBundle) -> dict[str, torch.Tensor]:
 
 def load_torch_network(bundle: ModelBundle, device: str = "cpu") -> nn.Module:
     """The bundle's network with its weights, in eval mode."""
+    m = bundle.manifest
     try:
-        network = build_network(bundle.manifest.arch)
+        network = build_network(m.arch, len(m.labels), m.output)
     except ValueError as exc:
         raise BundleError(f"{bundle.root}: {exc}") from None
     state = load_state_dict(bundle)
@@ -59,6 +60,40 @@ def load_torch_network(bundle: ModelBundle, device: str = "cpu") -> nn.Module:
     return network.to(device).eval()
 
 
+class GoStopOutputs(nn.Module):
+    """A bundle's network followed by the (GO, STOP) selection `vision.detector.GoStop` makes, in torch.
+
+    For explanation code that reads `[:, STOP]`: with an imported network (JetBot: labels blocked, free) the
+    stop label's output is not column 1. A (GO, STOP) network passes through unchanged; otherwise the
+    selection is a column pick (and 1 − P(STOP) for more than two labels), both linear."""
+
+    def __init__(self, network: nn.Module, n_labels: int, stop_index: int) -> None:
+        super().__init__()
+        self.network = network
+        self.n_labels = n_labels
+        self.stop_index = stop_index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = self.network(x)
+        if self.n_labels == 2 and self.stop_index == 1:
+            return probs
+        s = self.stop_index
+        stop = probs[:, s : s + 1]
+        go = probs[:, 1 - s : 2 - s] if self.n_labels == 2 else 1.0 - stop
+        return torch.cat([go, stop], dim=1)
+
+
+def load_go_stop_network(bundle: ModelBundle, device: str = "cpu") -> nn.Module:
+    """`load_torch_network` with (GO, STOP) outputs whatever the bundle's labels (see `GoStopOutputs`).
+
+    A (GO, STOP) network is returned itself, unwrapped (DeepSHAP's chain engine walks it as before)."""
+    m = bundle.manifest
+    network = load_torch_network(bundle, device)
+    if len(m.labels) == 2 and m.stop_index == 1:
+        return network
+    return GoStopOutputs(network, len(m.labels), m.stop_index).eval()
+
+
 class TorchDetector:
     """Eager torch inference with the same contract as `vision.detector.OnnxDetector`."""
 
@@ -68,11 +103,17 @@ class TorchDetector:
         self.input_size = bundle.manifest.preprocessing.input_size
         self.device = device
         self.network = load_torch_network(bundle, device)
+        self.n_labels = len(bundle.manifest.labels)
+        self.go_stop = GoStop.of(bundle.manifest)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def label_probs(self, batch: np.ndarray) -> np.ndarray:
+        """N×K: one probability per manifest label."""
         x = check_batch(batch, self.input_size)
         if torch.get_num_threads() != self.threads:  # process-wide in torch; set only when it differs
             torch.set_num_threads(self.threads)
         with torch.inference_mode():
             out = self.network(torch.from_numpy(x).to(self.device)).cpu().numpy()
-        return check_probs(out, x.shape[0], f"{self.bundle.root} (torch)")
+        return check_probs(out, x.shape[0], f"{self.bundle.root} (torch)", self.n_labels)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.go_stop(self.label_probs(batch))

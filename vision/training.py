@@ -13,7 +13,7 @@ import copy
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,10 @@ class TrainConfig:
     augment: bool = True
     threads: int | None = None
     progress: bool = True
+    init: str | None = None
+    """Warm start: a bundle folder or a state_dict file (`vision.transfer`); None trains from scratch."""
+    freeze: str | None = None
+    """Part kept as initialised: "stem" or "backbone" (`vision.transfer.FREEZES`); needs `init`."""
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -50,6 +54,8 @@ class TrainConfig:
             raise VisionError(f"val_fraction={self.val_fraction}: must lie strictly between 0 and 1")
         if not self.learning_rate > 0:
             raise VisionError(f"--lr {self.learning_rate}: must be positive")
+        if self.freeze is not None and self.init is None:
+            raise VisionError(f"--freeze {self.freeze}: needs --init (frozen random weights learn nothing)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +125,51 @@ def evaluate_loss(
 EpochCallback = Callable[[EpochStats], None]
 
 
+def check_arch(arch: str, prep: Preprocessing) -> None:
+    """`arch` is registered and can be trained at this input side with (GO, STOP) sigmoid outputs."""
+    from vision.architectures import arch_spec
+    from vision.labels import LABEL_NAMES
+
+    try:
+        found = arch_spec(arch).problems(LABEL_NAMES, "sigmoid", prep.input_size)
+    except ValueError as exc:
+        raise VisionError(f"--arch: {exc}") from None
+    if found:
+        raise VisionError(f"--arch {arch}: {'; '.join(found)}")
+
+
+def initial_network(config: TrainConfig, prep: Preprocessing) -> nn.Module:
+    """The network training starts from (seeded: random, or `config.init`'s weights), said on stderr."""
+    check_arch(config.arch, prep)
+    torch.manual_seed(config.seed)
+    network = build_network(config.arch)
+    how = "random initialisation" if config.init is None else _warm_start(network, config)
+    if config.progress:
+        print(f"train {config.arch}: {how}", file=sys.stderr)
+    return network
+
+
+def _warm_start(network: nn.Module, config: TrainConfig) -> str:
+    """Load `config.init` into `network` (and freeze `config.freeze`); a line saying what happened."""
+    from vision.transfer import apply_init, freeze, read_init
+
+    assert config.init is not None
+    source = read_init(config.init)
+    if source.arch is not None and source.arch != config.arch:
+        raise VisionError(f"--init {config.init} is a {source.arch!r} bundle, but --arch is {config.arch!r}")
+    report = apply_init(network, source)
+    if config.freeze is not None:
+        report = replace(report, frozen=freeze(network, config.freeze))
+    return f"--init {config.init}: {report.describe()}"
+
+
+def _train_mode(network: nn.Module) -> None:
+    from vision.transfer import keep_frozen_batchnorm_in_eval
+
+    network.train()
+    keep_frozen_batchnorm_in_eval(network)
+
+
 def train_network(
     images: np.ndarray,
     labels: np.ndarray,
@@ -138,13 +189,14 @@ def train_network(
         raise VisionError(f"{len(labels)} labels for {len(images)} frames")
     if config.threads:
         torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    network = build_network(config.arch)
+    network = initial_network(config, prep)
     split = split_indices(len(images), config.val_fraction, config.seed)
     shuffle_rng = np.random.default_rng([config.seed, 1])
     augment_rng = np.random.default_rng([config.seed, 2])
     jitter = ColorJitter() if config.augment else None
-    optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    optimiser = torch.optim.Adam(
+        [p for p in network.parameters() if p.requires_grad], lr=config.learning_rate
+    )
     loss_fn = nn.BCELoss()
     val_images, val_labels = images[split.val], labels[split.val]
 
@@ -159,7 +211,7 @@ def train_network(
     )
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        network.train()
+        _train_mode(network)
         running, seen = 0.0, 0
         for idx in _batches(shuffle_rng.permutation(split.train), config.batch_size):
             batch = images[idx] if jitter is None else jitter.batch(images[idx], augment_rng)

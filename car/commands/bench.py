@@ -34,7 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-ARCHS = ("seed", "edge")
+from vision.architectures import names
+
+ARCHS = names("gostop")
+"""The project's own networks (the registry's "gostop" family); ratios are against seed in torch eager."""
 RUNTIMES = ("torch", "fp32", "int8")
 RUNTIME_NAMES = {"torch": "torch eager", "fp32": "onnxruntime fp32", "int8": "onnxruntime INT8"}
 THREADS = (1, 2)

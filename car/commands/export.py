@@ -31,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--graph-order",
         choices=("winograd", "relu-before-pool", "as-trained"),
-        default="winograd",
-        help="ONNX graph form (all exact, parity-checked against the torch network): winograd (default) = "
+        default=None,
+        help="ONNX graph form (all exact, parity-checked against the torch network; default: the "
+        "architecture's, winograd for seed/edge, as-trained for torchvision networks): winograd = "
         "relu-before-pool plus each 3×3 conv stage with ≥ 32 input channels as Winograd F(4×4,3×3) with "
         "the max-pooling folded in; relu-before-pool = each MaxPool→ReLU exported as ReLU→MaxPool (lets "
         "onnxruntime fuse ReLU into the convolution); as-trained = the published order",

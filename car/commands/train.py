@@ -1,4 +1,4 @@
-"""`car train DATA [DATA ...] --arch {seed,edge} --out models/NAME`: train a GO/STOP network into a bundle.
+"""`car train DATA [DATA ...] [--arch NAME] [--init FILE|BUNDLE] --out models/NAME`: train into a bundle.
 
 Several DATA folders are one training set (e.g. a `car sim dataset` folder plus a `car sim collect` folder),
 read in place: nothing is copied.
@@ -11,6 +11,12 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vision.architectures import names
+
+if TYPE_CHECKING:
+    from vision.preprocess import Preprocessing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         help="folder(s) of frames ({label}_{id}.jpg, or free/ + blocked/); several are trained on together",
     )
-    parser.add_argument("--arch", choices=("seed", "edge"), default="edge", help="network (default: edge)")
+    parser.add_argument(
+        "--arch", choices=names(), default=None, help="network (default: edge, or the --init bundle's)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write, e.g. models/NAME")
     parser.add_argument("--epochs", type=int, default=20, help="epochs (default 20; the best is kept)")
     parser.add_argument("--seed", type=int, default=0, help="seed of init, split, shuffle, augmentation")
@@ -33,13 +41,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-int8", action="store_true", help="skip the INT8 model")
     parser.add_argument("--no-augment", action="store_true", help="train without ColorJitter")
     parser.add_argument("--json", action="store_true", help="print the epoch history and metrics as JSON")
+    add_transfer_arguments(parser)
+
+
+def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
+    """Warm start and input size (README "Transfer learning")."""
+    from vision.transfer import FREEZES
+
+    parser.add_argument(
+        "--init",
+        default=None,
+        help="start from local weights: a bundle folder (e.g. models/edge-sim) or a torch state_dict "
+        "file (e.g. an ImageNet checkpoint you have); a head of another size is re-initialised",
+    )
+    parser.add_argument(
+        "--freeze",
+        choices=sorted(FREEZES),
+        default=None,
+        help="keep part of the --init weights fixed: stem = the first convolution (+ its BatchNorm), "
+        "backbone = everything but the last Linear",
+    )
+    parser.add_argument(
+        "--size", type=int, default=None, help="input side (default: the --init bundle's, else 224)"
+    )
+
+
+def resolve_start(args: argparse.Namespace) -> tuple[str, Preprocessing]:
+    """The architecture and preprocessing: as given, else the --init bundle's, else edge at 224."""
+    from dataclasses import replace
+
+    from vision.bundle import MANIFEST_NAME, load_bundle
+    from vision.preprocess import Preprocessing
+
+    arch, prep = args.arch, Preprocessing()
+    init = Path(args.init) if getattr(args, "init", None) else None
+    if init is not None and (init.is_dir() or init.name == MANIFEST_NAME):
+        manifest = load_bundle(init).manifest
+        arch, prep = arch or manifest.arch, manifest.preprocessing
+    if getattr(args, "size", None) is not None:
+        prep = replace(prep, input_size=args.size)
+    return arch or "edge", prep
 
 
 def run(args: argparse.Namespace) -> int:
     from vision.training import TrainConfig, train_to_bundle
 
+    arch, prep = resolve_start(args)
     config = TrainConfig(
-        arch=args.arch,
+        arch=arch,
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
@@ -47,10 +96,12 @@ def run(args: argparse.Namespace) -> int:
         augment=not args.no_augment,
         threads=args.threads,
         progress=not args.json,
+        init=getattr(args, "init", None),
+        freeze=getattr(args, "freeze", None),
     )
     command = "car train " + " ".join(shlex.quote(str(a)) for a in _cli_args(args))
     result, bundle = train_to_bundle(
-        args.data, args.out, config, int8=not args.no_int8, limit=args.limit, command=command
+        args.data, args.out, config, int8=not args.no_int8, limit=args.limit, prep=prep, command=command
     )
     metrics = bundle.manifest.metrics
     if args.json:
@@ -96,4 +147,5 @@ def _cli_args(args: argparse.Namespace) -> list[str]:
     if "train" in argv:
         return argv[argv.index("train") + 1 :]
     folders = args.data if isinstance(args.data, list | tuple) else [args.data]
-    return [*map(str, folders), "--arch", args.arch, "--out", str(args.out), "--epochs", str(args.epochs)]
+    arch = ["--arch", str(args.arch)] if args.arch else []
+    return [*map(str, folders), *arch, "--out", str(args.out), "--epochs", str(args.epochs)]
