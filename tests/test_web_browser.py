@@ -162,13 +162,23 @@ def test_console_shows_frames_and_chart_and_stop_latches_within_one_tick(
         page.wait_for_function("document.getElementById('decision').textContent === 'GO'")
         points = page.evaluate("window.carConsole.state.history.length")
         assert points >= 5
-        # the chart really has the P(STOP) line drawn: green pixels on the canvas
-        green = page.evaluate(
+        # the chart really has the P(STOP) line drawn: green pixels on the canvas, at least one per pixel
+        # of the line's horizontal extent (it grows with the ticks seen: a slow machine draws a shorter one)
+        green, extent = page.evaluate(
             """() => { const c = document.getElementById('chart');
                  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
-                 for (let i = 0; i < d.length; i += 4) if (d[i+1] > 150 && d[i] < 120) n++; return n; }"""
+                 for (let i = 0; i < d.length; i += 4) if (d[i+1] > 150 && d[i] < 120) n++;
+                 const hist = window.carConsole.state.history, span = 300, pad = 24;
+                 const top = hist[hist.length - 1][0]; let ext = 0;
+                 for (let i = 1; i < hist.length; i++) {  // the segments drawChart joins
+                   const [q0, p0] = hist[i - 1], [q1, p1] = hist[i];
+                   if (q0 > top - span && p0 !== null && p1 !== null)
+                     ext += ((q1 - q0) / (span - 1)) * (c.width - pad - 4);
+                 }
+                 return [n, ext]; }"""
         )
-        assert green > 50
+        assert extent > 0
+        assert green >= extent
         screenshot(page, "console.png")
 
         page.click("#stop")
