@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from explain.audit_metrics import caption, summary_rows
+from explain.audit_types import AuditResult, FrameAudit
+from explain.faithfulness import verdict
 from explain.metrics import pixel_map
 from vision.labels import GO, STOP, label_name
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from explain.audit import AuditResult, FrameAudit
     from explain.store import StoredFrame
 
 MAX_FRAME_FIGURES = 24  # flagged frames first, then the most confident STOPs
@@ -147,14 +149,7 @@ def _frame_title(frame: FrameAudit) -> str:
 
 
 def _frame_caption(frame: FrameAudit) -> str:
-    parts = [f"P(STOP) {frame.p_stop:.3f}"]
-    if frame.focus is not None:
-        parts.append(
-            f"STOP on can {frame.focus.on_can:.0%} (can covers {frame.focus.can_area:.1%}), "
-            f"pointing {'hit' if frame.focus.pointing_hit else 'miss'}"
-        )
-    parts.append(f"below horizon {frame.look.below_horizon:.0%}")
-    parts.append("top regions: " + ", ".join(f"{r.name} {r.share:.0%}" for r in frame.look.top_regions))
+    parts = [f"P(STOP) {frame.p_stop:.3f}", *(html.escape(p) for p in caption(frame.metrics))]
     if frame.faults:
         parts.append("faults: " + ", ".join(frame.faults))
     if frame.flagged:
@@ -194,10 +189,48 @@ img{max-width:100%}
 </style>"""
 
 
+METHOD_TITLES = {
+    "deepshap": "DeepSHAP",
+    "integrated-gradients": "Integrated-gradients",
+    "gradcam": "Grad-CAM",
+    "occlusion": "Occlusion",
+}
+
+
+def _faithfulness_html(result: AuditResult) -> str:
+    rows = {f.method: f for f in result.faithfulness}
+    if not rows:
+        return "<p>not run (--faithfulness-frames 0)</p>"
+    first = next(iter(rows.values()))
+    intro = (
+        f"<p>Deletion curves on the {first.frames} most confident STOP frames: the pixels each method ranks "
+        "highest for STOP are replaced by the mean background frame, "
+        f"{first.fractions[1]:.0%} at a time up to {first.fractions[-1]:.0%}, against random orders. "
+        "<i>Deletion gap</i>: how much faster P(STOP) falls than with random pixels, as a share of P(STOP) "
+        "(0: no better than random). The report's maps are those of "
+        f"<b>{html.escape(result.options.method)}</b>; the others are made against the first "
+        f"{min(25, len(result.background))} background frames.</p>"
+        f'<p class="first">{html.escape(verdict(rows, result.options.method))}</p>'
+    )
+    table = _table(
+        ["method", "deletion gap", "P(STOP) as pixels go (method)", "P(STOP) as pixels go (random)"],
+        [
+            (
+                ("<b>" + html.escape(m) + "</b>") if m == result.options.method else html.escape(m),
+                f"{r.score:.3f}",
+                " → ".join(f"{v:.2f}" for v in r.deletion[::2]),
+                " → ".join(f"{v:.2f}" for v in r.random[::2]),
+            )
+            for m, r in rows.items()
+        ],
+    )
+    return intro + table
+
+
 def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Overlay]) -> str:
     m, n = result.model, result.numbers
     warn = " warn" if (m.override and not m.hashes_match) else ""
-    summary_rows = [
+    drive_rows = [
         ("drive log", html.escape(str(result.options.log))),
         ("ticks / frames", f"{len(result.ticks)} / {n.frames_total}"),
         ("STOP decisions", str(sum(t.decision == STOP for t in result.ticks))),
@@ -207,11 +240,8 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
     numbers_rows = [
         ("frames explained", f"{n.frames_explained} (reused from an earlier run: {result.reused})"),
         ("selection", html.escape(result.options.select)),
-        ("frames with the can in view (ground truth)", str(n.frames_with_can)),
-        ("STOP attribution on the can (mean)", _fmt(n.stop_focus_mean, "{:.1%}")),
-        ("share of the image the can covers (a random map's score)", _fmt(n.random_focus_mean, "{:.1%}")),
-        ("pointing game hit rate", _fmt(n.pointing_hit_rate, "{:.1%}")),
-        ("STOP attribution below the horizon (mean)", _fmt(n.below_horizon_mean, "{:.1%}")),
+        ("method", html.escape(n.method)),
+        *((html.escape(k), v) for k, v in summary_rows(n.metrics)),
         ("flagged (the network's STOP resting mostly on background)", str(n.flagged)),
         ("decisions the explained network agrees with", f"{n.agree} of {n.agree_of}"),
         ("audit time", f"{n.seconds:.1f} s"),
@@ -252,6 +282,7 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
         )
     else:
         sanity = "<p>not run (--sanity-frames 0)</p>"
+    faithful = _faithfulness_html(result)
     figures = "".join(
         f'<figure><img alt="seq {f.seq}" src="{_data_uri(overlays[f.seq].png)}">'
         f"<figcaption><b>{html.escape(_frame_title(f))}</b> (frame, then its maps; colour scale "
@@ -271,17 +302,19 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
         ("device", html.escape(result.options.device)),
     ]
 
+    method_title = METHOD_TITLES.get(result.options.method, result.options.method)
+
     def kv(rows: Sequence[tuple[str, str]]) -> str:
         return _table(["", ""], [(html.escape(k), v) for k, v in rows])
 
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>DeepSHAP audit: {html.escape(result.options.log.name)}</title>
+<title>{html.escape(method_title)} audit: {html.escape(result.options.log.name)}</title>
 {_STYLE}</head>
 <body>
 <p class="first{warn}">{html.escape(m.first_line)}</p>
-<h1>DeepSHAP audit of {html.escape(result.options.log.name)}</h1>
-<h2>Drive</h2>{kv(summary_rows)}
+<h1>{html.escape(method_title)} audit of {html.escape(result.options.log.name)}</h1>
+<h2>Drive</h2>{kv(drive_rows)}
 <h2>Timeline</h2><img alt="timeline" src="{_data_uri(timeline)}">
 <h2>Where the network looked</h2>{kv(numbers_rows)}
 <h2>Flagged and example frames</h2>
@@ -291,6 +324,7 @@ lowers it; the bar below runs from −scale (blue) to +scale (red).</p>{figures}
 <p>The most confident STOP frames with half of the image replaced (maps against the first
 {min(25, len(result.background))} background frames); a STOP resting on the can should fall when the
 bottom half is hidden.</p>{occl}
+<h2>Faithfulness: which explanation to trust on this network</h2>{faithful}
 <h2>Sanity check (cascading randomisation)</h2>{sanity}
 <h2>Network and background</h2>{kv(network_rows)}
 {_IMAGE_CHECK}
@@ -300,7 +334,7 @@ bottom half is hidden.</p>{occl}
 
 def audit_json(result: AuditResult) -> dict[str, object]:
     return {
-        "numbers": asdict(result.numbers),
+        "numbers": result.numbers.to_json(),
         "first_line": result.model.first_line,
         "model": asdict(result.model),
         "background": {"spec": result.background.spec, "ids": list(result.background.ids)},
@@ -310,11 +344,7 @@ def audit_json(result: AuditResult) -> dict[str, object]:
                 "p_stop": f.p_stop,
                 "decision": label_name(f.decision),
                 "truth": None if f.truth_label is None else label_name(f.truth_label),
-                "stop_on_can": None if f.focus is None else f.focus.on_can,
-                "can_area": None if f.focus is None else f.focus.can_area,
-                "pointing_hit": None if f.focus is None else f.focus.pointing_hit,
-                "below_horizon": f.look.below_horizon,
-                "top_regions": [{"region": r.name, "share": r.share} for r in f.look.top_regions],
+                **f.metrics,
                 "faults": list(f.faults),
                 "flagged": f.flagged,
             }
@@ -322,6 +352,7 @@ def audit_json(result: AuditResult) -> dict[str, object]:
         ],
         "occlusion": [asdict(r) for r in result.occlusion],
         "sanity": None if result.sanity is None else asdict(result.sanity),
+        "faithfulness": [asdict(f) for f in result.faithfulness],
         "timings_s": result.timings,
     }
 

@@ -160,7 +160,7 @@ def test_interrupted_audit_resumes_from_the_stored_frames(drive: Path, tmp_path:
     np.testing.assert_array_equal(np.load(out / "attributions" / saved[0])["values"], first_values)
     fresh = run_audit(options(drive, tmp_path / "fresh", sanity_frames=0, occlusion_frames=0, outputs="stop"))
     assert fresh.reused == 0
-    assert fresh.numbers.stop_focus_mean == pytest.approx(result.numbers.stop_focus_mean, abs=1e-6)
+    assert fresh.numbers["stop_focus_mean"] == pytest.approx(result.numbers["stop_focus_mean"], abs=1e-6)
     with np.load(tmp_path / "fresh" / "attributions" / saved[0]) as z:
         assert list(z["outputs"]) == [STOP]  # --outputs stop stores STOP alone, with the same values
         np.testing.assert_allclose(z["values"][0], first_values[1], atol=1e-6)
