@@ -28,6 +28,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("replay", "car.commands.replay", "re-run a network on a drive log's frames; check decisions"),
     CommandSpec("log", "car.commands.log", "inspect or export a drive log (info, export)"),
     CommandSpec("explain", "explain.cli", "DeepSHAP audit of a drive log, with an HTML report"),
+    CommandSpec("explain-image", "explain.image_cli", "top classes of images, their maps, half-masking"),
     CommandSpec("sim", "car.commands.sim", "simulated world: dataset, demo, eval"),
     CommandSpec(
         "baseline", "car.commands.baseline", "the published intensity-threshold baseline on a folder"

@@ -8,7 +8,6 @@ on one colour scale (the 99.9th percentile of |value|).
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -21,6 +20,7 @@ import numpy as np
 
 from explain.audit_metrics import caption, summary_rows
 from explain.audit_types import AuditResult, FrameAudit
+from explain.drawing import IMAGE_CHECK, STYLE, colour_bar, colour_map, data_uri, table
 from explain.faithfulness import verdict
 from explain.metrics import pixel_map
 from vision.labels import GO, STOP, label_name
@@ -54,16 +54,6 @@ class Overlay:
     scale: float
 
 
-def _colour_map(pmap: np.ndarray, grey: np.ndarray, scale: float) -> np.ndarray:
-    """shap.image_plot's look: red_transparent_blue over a faint (alpha 0.15) grey copy of the frame."""
-    from shap.plots.colors import red_transparent_blue
-
-    rgba = red_transparent_blue(np.clip(pmap / scale, -1.0, 1.0) * 0.5 + 0.5)
-    under = 255.0 * 0.85 + 0.15 * grey
-    alpha = rgba[..., 3:4]
-    return (rgba[..., :3] * 255.0 * alpha + under[..., None] * (1.0 - alpha)).astype(np.uint8)
-
-
 def overlay(rgb: np.ndarray, stored: StoredFrame) -> Overlay:
     """The frame, then the STOP and GO maps (red raises that output, blue lowers it; the GO map only
     when it was explained), one colour scale
@@ -78,24 +68,15 @@ def overlay(rgb: np.ndarray, stored: StoredFrame) -> Overlay:
     ]
     scale = float(np.nanpercentile(np.abs(np.stack(maps)), 99.9)) or 1.0
     grey = rgb.astype(np.float64).mean(axis=2)
-    panels = [rgb, *(_colour_map(m, grey, scale) for m in maps)]
+    panels = [rgb, *(colour_map(m, grey, scale) for m in maps)]
     factor = max(1, -(-OVERLAY_MIN_SIDE // rgb.shape[0]))
     if factor > 1:
         panels = [cv2.resize(p, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST) for p in panels]
     gap = np.full((panels[0].shape[0], GAP, 3), 255, dtype=np.uint8)
     row = np.concatenate([part for p in panels for part in (p, gap)][:-1], axis=1)
-    bar = _colour_bar(row.shape[1])
+    bar = colour_bar(row.shape[1])
     white = np.full((GAP, row.shape[1], 3), 255, dtype=np.uint8)
     return Overlay(encode_png(np.concatenate([row, white, bar], axis=0)), scale)
-
-
-def _colour_bar(width: int, height: int = 10) -> np.ndarray:
-    """The colour scale, −scale (blue) on the left to +scale (red) on the right."""
-    from shap.plots.colors import red_transparent_blue
-
-    rgba = red_transparent_blue(np.linspace(0.0, 1.0, width))
-    colours = (rgba[:, :3] * 255.0 * rgba[:, 3:4] + 255.0 * (1.0 - rgba[:, 3:4])).astype(np.uint8)
-    return np.repeat(colours[None], height, axis=0)
 
 
 def timeline_png(result: AuditResult) -> bytes:
@@ -135,10 +116,6 @@ def timeline_png(result: AuditResult) -> bytes:
     return _png(fig)
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
 def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
     return "n/a" if value is None else pattern.format(value)
 
@@ -164,31 +141,6 @@ def figure_frames(frames: Sequence[FrameAudit]) -> list[FrameAudit]:
     return (flagged + rest)[:MAX_FRAME_FIGURES]
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-# Counts loaded images into <body data-images-loaded="ok/total">, so a headless browser can check them.
-_IMAGE_CHECK = """<script>
-window.addEventListener('load', function () {
-  var imgs = document.images, ok = 0;
-  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
-  document.body.setAttribute('data-images-loaded', ok + '/' + imgs.length);
-});
-</script>"""
-
-_STYLE = """<style>
-body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1200px;color:#222}
-h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:0.9em} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
-.first{padding:0.6em;background:#eef3fb;border-left:4px solid #2060c0}
-.warn{background:#fdecea;border-left-color:#c03030} figure{margin:1em 0} figcaption{font-size:0.85em}
-img{max-width:100%}
-</style>"""
-
-
 METHOD_TITLES = {
     "deepshap": "DeepSHAP",
     "integrated-gradients": "Integrated-gradients",
@@ -212,7 +164,7 @@ def _faithfulness_html(result: AuditResult) -> str:
         f"{min(25, len(result.background))} background frames.</p>"
         f'<p class="first">{html.escape(verdict(rows, result.options.method))}</p>'
     )
-    table = _table(
+    rows_html = table(
         ["method", "deletion gap", "P(STOP) as pixels go (method)", "P(STOP) as pixels go (random)"],
         [
             (
@@ -224,7 +176,7 @@ def _faithfulness_html(result: AuditResult) -> str:
             for m, r in rows.items()
         ],
     )
-    return intro + table
+    return intro + rows_html
 
 
 def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Overlay]) -> str:
@@ -246,7 +198,7 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
         ("decisions the explained network agrees with", f"{n.agree} of {n.agree_of}"),
         ("audit time", f"{n.seconds:.1f} s"),
     ]
-    occl = _table(
+    occl = table(
         [
             "occlusion",
             "frames",
@@ -272,7 +224,7 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
             f"re-initialised from the output down; Spearman ρ of the STOP maps with the trained network's. "
             f"<b>{'PASSED' if s.passed else 'FAILED'}</b>: the fully randomised maps correlate "
             f"{s.final:.3f} (must be below 0.5).</p>"
-            + _table(
+            + table(
                 ["randomised down to", "ρ (signed)", "ρ (|map|)"],
                 [
                     (html.escape(st.layer), f"{st.rank_correlation:.3f}", f"{st.rank_correlation_abs:.3f}")
@@ -284,7 +236,7 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
         sanity = "<p>not run (--sanity-frames 0)</p>"
     faithful = _faithfulness_html(result)
     figures = "".join(
-        f'<figure><img alt="seq {f.seq}" src="{_data_uri(overlays[f.seq].png)}">'
+        f'<figure><img alt="seq {f.seq}" src="{data_uri(overlays[f.seq].png)}">'
         f"<figcaption><b>{html.escape(_frame_title(f))}</b> (frame, then its maps; colour scale "
         f"±{overlays[f.seq].scale:.2g}): {_frame_caption(f)}</figcaption></figure>"
         for f in figure_frames(result.frames)
@@ -305,17 +257,17 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
     method_title = METHOD_TITLES.get(result.options.method, result.options.method)
 
     def kv(rows: Sequence[tuple[str, str]]) -> str:
-        return _table(["", ""], [(html.escape(k), v) for k, v in rows])
+        return table(["", ""], [(html.escape(k), v) for k, v in rows])
 
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(method_title)} audit: {html.escape(result.options.log.name)}</title>
-{_STYLE}</head>
+{STYLE}</head>
 <body>
 <p class="first{warn}">{html.escape(m.first_line)}</p>
 <h1>{html.escape(method_title)} audit of {html.escape(result.options.log.name)}</h1>
 <h2>Drive</h2>{kv(drive_rows)}
-<h2>Timeline</h2><img alt="timeline" src="{_data_uri(timeline)}">
+<h2>Timeline</h2><img alt="timeline" src="{data_uri(timeline)}">
 <h2>Where the network looked</h2>{kv(numbers_rows)}
 <h2>Flagged and example frames</h2>
 <p>The frame, then the STOP and GO maps over a faint copy of the frame: red raises that output, blue
@@ -327,7 +279,7 @@ bottom half is hidden.</p>{occl}
 <h2>Faithfulness: which explanation to trust on this network</h2>{faithful}
 <h2>Sanity check (cascading randomisation)</h2>{sanity}
 <h2>Network and background</h2>{kv(network_rows)}
-{_IMAGE_CHECK}
+{IMAGE_CHECK}
 </body></html>
 """
 
