@@ -94,7 +94,8 @@ def row_png_bar() -> bytes:
 
 PAGE_STYLE = """<style>
 .row{display:flex;flex-wrap:wrap;gap:6px;margin:0.4em 0}
-.panel{margin:0;text-align:center} .panel img{display:block;border:1px solid #bbb} .panel figcaption{max-width:170px}
+.panel{margin:0;text-align:center} .panel img{display:block;border:1px solid #bbb}
+.panel figcaption{max-width:170px}
 img.bar{vertical-align:middle;height:10px}
 </style>"""
 
