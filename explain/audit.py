@@ -33,7 +33,7 @@ from explain.audit_types import (
 from explain.background import Background, load_background
 from explain.errors import ExplainError
 from explain.explainers import EXPLAINERS, ExplainContext, Explainer, build_explainer
-from explain.faithfulness import Faithfulness, deletion_gap
+from explain.faithfulness import Faithfulness, faithfulness_of
 from explain.metrics import mask_to_input, pixel_map
 from explain.occlusion import MapFunction, OcclusionRow, occlusion_table
 from explain.sanity import SanityCheck, stop_maps_of
@@ -329,11 +329,8 @@ def faithfulness_check(
     from explain.explainers.base import torch_predict
 
     predict = torch_predict(checks.context.network, checks.context.device)
-    rows = []
-    for method in EXPLAINERS:
-        maps = chosen[1] if method == chosen[0] else checks.stop_maps(method, x)[1]
-        rows.append(deletion_gap(method, x, maps, fill=fill, predict=predict, output=STOP, seed=seed))
-    return tuple(rows)
+    maps = {m: chosen[1] if m == chosen[0] else checks.stop_maps(m, x)[1] for m in EXPLAINERS}
+    return faithfulness_of(maps, x, fill=fill, predict=predict, output=STOP, seed=seed)
 
 
 # ------------------------------------------------------------------------------------------ the steps

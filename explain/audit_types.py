@@ -36,7 +36,7 @@ class AuditOptions:
     outputs: str = "both"  # "stop": explain P(STOP) only (half the time; the report then has no GO maps)
     progress: bool = True
     method: str = DEFAULT_METHOD  # an `explain.explainers.EXPLAINERS` name
-    faithfulness_frames: int = 6  # the most confident STOP frames each method's deletion curve runs on
+    faithfulness_frames: int = 4  # the most confident STOP frames each method's deletion curve runs on
 
 
 @dataclass(frozen=True, slots=True)

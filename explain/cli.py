@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--faithfulness-frames",
         type=int,
-        default=6,
+        default=4,
         help="frames in the deletion-curve faithfulness check of every method (0: off)",
     )
     parser.add_argument(

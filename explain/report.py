@@ -157,7 +157,7 @@ def _faithfulness_html(result: AuditResult) -> str:
     intro = (
         f"<p>Deletion curves on the {first.frames} most confident STOP frames: the pixels each method ranks "
         "highest for STOP are replaced by the mean background frame, "
-        f"{first.fractions[1]:.0%} at a time up to {first.fractions[-1]:.0%}, against random orders. "
+        f"from {first.fractions[1]:.2%} doubling to {first.fractions[-1]:.0%}, against random orders. "
         "<i>Deletion gap</i>: how much faster P(STOP) falls than with random pixels, as a share of P(STOP) "
         "(0: no better than random). The report's maps are those of "
         f"<b>{html.escape(result.options.method)}</b>; the others are made against the first "
@@ -170,8 +170,8 @@ def _faithfulness_html(result: AuditResult) -> str:
             (
                 ("<b>" + html.escape(m) + "</b>") if m == result.options.method else html.escape(m),
                 f"{r.score:.3f}",
-                " → ".join(f"{v:.2f}" for v in r.deletion[::2]),
-                " → ".join(f"{v:.2f}" for v in r.random[::2]),
+                " → ".join(f"{v:.2f}" for v in r.deletion),
+                " → ".join(f"{v:.2f}" for v in r.random),
             )
             for m, r in rows.items()
         ],

@@ -14,7 +14,7 @@ import numpy as np
 
 from explain.explainers.base import ExplainContext, Explainer, Explanation, check_outputs, torch_predict
 
-REFERENCES = 8
+REFERENCES = 4
 STEPS = 16
 POINTS_PER_PASS = 64  # interpolated inputs per forward/backward pass (memory, never the values)
 
