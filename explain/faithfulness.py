@@ -23,6 +23,7 @@ from explain.explainers.base import Predict
 
 FRACTIONS = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)  # of the pixels; small steps first
 RANDOM_ORDERS = 3
+TIE = 0.02  # deletion gaps closer than this to the best are named together
 TRUST_ABOVE = 0.05  # a method whose gap is not above this is "no better than random" in the report
 
 
@@ -112,16 +113,16 @@ def deletion_gap(
 
 
 def verdict(rows: dict[str, Faithfulness], chosen: str) -> str:
-    """One sentence for the report: which method's maps to trust on this network."""
+    """One sentence for the report: which method's maps to trust on this network. Methods within TIE of
+    the best score are named together (a smaller difference is within the spread of a few frames)."""
     if not rows:
         return "Faithfulness was not measured (--faithfulness-frames 0)."
-    best = max(rows.values(), key=lambda r: r.score)
+    best = max(r.score for r in rows.values())
+    top = [r for r in sorted(rows.values(), key=lambda r: -r.score) if r.score >= best - TIE]
     weak = sorted(r.method for r in rows.values() if r.score <= TRUST_ABOVE)
-    text = (
-        f"On this network, removing the pixels {best.method} ranks first lowers the output fastest "
-        f"(deletion gap {best.score:.3f})"
-    )
-    if chosen in rows and chosen != best.method:
+    named = " and ".join(f"{r.method} ({r.score:.3f})" for r in top)
+    text = f"On this network, removing the pixels ranked first by {named} lowers P(STOP) fastest"
+    if chosen in rows and all(r.method != chosen for r in top):
         text += f"; the maps in this report ({chosen}) score {rows[chosen].score:.3f}"
     if weak:
         text += f"; no better than random: {', '.join(weak)}"

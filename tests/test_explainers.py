@@ -203,3 +203,14 @@ def test_a_good_attribution_beats_a_random_one_on_a_tiny_trained_network() -> No
     assert abs(scores["random"]) < 0.1
     for method in ("deepshap", "integrated-gradients", "occlusion"):
         assert scores[method] > scores["random"] + 0.2, scores
+
+
+def test_the_verdict_names_the_most_faithful_methods_together_and_the_useless_ones() -> None:
+    from explain.faithfulness import Faithfulness, verdict
+
+    scores = {"deepshap": 0.773, "integrated-gradients": 0.777, "gradcam": 0.709, "occlusion": 0.01}
+    rows = {m: Faithfulness(m, 4, s, (), (), ()) for m, s in scores.items()}
+    text = verdict(rows, "gradcam")
+    assert "integrated-gradients (0.777) and deepshap (0.773)" in text
+    assert "this report (gradcam) score 0.709" in text and "no better than random: occlusion" in text
+    assert "this report" not in verdict(rows, "deepshap")
