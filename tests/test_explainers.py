@@ -173,10 +173,10 @@ def test_a_good_attribution_beats_a_random_one_on_a_tiny_trained_network() -> No
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     net = Spotter()
-    x_train, y_train = squares(128, rng)  # training frames; the scored frames below are fresh ones
+    x_train, y_train = squares(64, rng)  # training frames; the scored frames below are fresh ones
     target = torch.from_numpy(np.stack([1 - y_train, y_train], axis=1).astype(np.float32))
     opt = torch.optim.Adam(net.parameters(), lr=0.03)
-    for _ in range(60):
+    for _ in range(40):
         opt.zero_grad()
         loss = nn.functional.binary_cross_entropy(net(torch.from_numpy(x_train)), target)
         loss.backward()
