@@ -182,6 +182,13 @@ def _scores(top: Sequence[ClassScore]) -> list[dict[str, object]]:
     return [{"label": c.label, "index": c.index, "probability": c.probability} for c in top]
 
 
+def _top_half_shares(view: Explained) -> list[float]:
+    """Per top class: the share of its positive attribution in the image's top half."""
+    from explain.occlusion import top_share
+
+    return [float(v) for v in top_share(view.maps)]
+
+
 def figure_name(image: int, variant: str | None = None) -> str:
     """The PNG of one row of the report: the image (or its masked variant) and one map per class."""
     return f"figures/image_{image:03d}{'' if variant is None else '_' + variant.replace(' ', '_')}.png"
@@ -200,6 +207,7 @@ def image_audit_json(result: ImageAuditResult) -> dict[str, object]:
                     "png": figure_name(i),
                     "scale": f.scale,
                     "classes": [c.label for c in f.original.top],
+                    "top_half_share": _top_half_shares(f.original),
                 },
             }
         )
@@ -211,7 +219,12 @@ def image_audit_json(result: ImageAuditResult) -> dict[str, object]:
                     "fill": m.fill,
                     "top": _scores(m.view.top),
                     "top1_changed": m.top1_changed,
-                    "maps": {"png": figure_name(i, f"{m.half} {m.fill}"), "scale": f.scale},
+                    "maps": {
+                        "png": figure_name(i, f"{m.half} {m.fill}"),
+                        "scale": f.scale,
+                        "classes": [c.label for c in m.view.top],
+                        "top_half_share": _top_half_shares(m.view),
+                    },
                 }
             )
     return {
