@@ -109,9 +109,9 @@ def test_the_can_detector_loses_its_stop_when_the_bottom_half_is_masked(
     # does not matter to this network.
     assert rows[("bottom", "white")]["top1_changed"] and rows[("bottom", "white")]["top"][0]["label"] == "GO"
     assert not any(rows[("top", fill)]["top1_changed"] for fill in ("white", "black", "noise"))
-    # Its STOP map lies below the horizon, and stays there when the top half is masked.
-    assert image["maps"]["classes"][0] == "STOP" and image["maps"]["top_half_share"][0] < 0.2
-    assert rows[("top", "noise")]["maps"]["top_half_share"][0] < 0.2
+    # Its STOP map lies mostly in the bottom half (the close can), and stays there when the top is masked.
+    assert image["maps"]["classes"][0] == "STOP" and image["maps"]["top_half_share"][0] < 0.5
+    assert rows[("top", "noise")]["maps"]["top_half_share"][0] < 0.5
     assert "report.html" in doc["report"]
 
 
