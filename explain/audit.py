@@ -33,7 +33,7 @@ from explain.audit_types import (
 from explain.background import Background, load_background
 from explain.errors import ExplainError
 from explain.explainers import EXPLAINERS, ExplainContext, Explainer, build_explainer
-from explain.faithfulness import Faithfulness, faithfulness_of
+from explain.faithfulness import MIN_OUTPUT, Faithfulness, faithfulness_of
 from explain.metrics import mask_to_input, pixel_map
 from explain.occlusion import MapFunction, OcclusionRow, occlusion_table
 from explain.sanity import SanityCheck, stop_maps_of
@@ -501,8 +501,8 @@ def run_checks(
         )
     t = watch.lap("sanity", t)
     faithful: tuple[Faithfulness, ...] = ()
-    if options.faithfulness_frames > 0:
-        frames = top[: options.faithfulness_frames]
+    frames = [f for f in top[: options.faithfulness_frames] if f.p_stop >= MIN_OUTPUT]
+    if frames:
         x = to_network_input(np.stack([explained.images[f.seq] for f in frames]), prep)
         stored = np.stack([stop_pixel_map(explained.store.load(f.seq)) for f in frames])
         fill = context.background.mean(axis=0)

@@ -10,7 +10,8 @@ same is done for `RANDOM_ORDERS` random orders, drawn once and shared by every m
 frame's own output: > 0 means the map ranks the pixels the output depends on first; 0 is what a random map
 scores; 1 would mean the very first pixels removed take the whole output away. Like every deletion test it
 feeds the network images it was not trained on (ROAD, Rong et al. 2022), so compare methods on the same
-frames and network, not across networks.
+frames and network, not across networks. Frames whose output is below `MIN_OUTPUT` are left out: a gap
+relative to a near-zero output is noise.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from explain.explainers.base import Predict
 
 FRACTIONS = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)  # of the pixels; small steps first
 RANDOM_ORDERS = 3
+MIN_OUTPUT = 0.1  # frames whose output is below this have nothing to delete: left out
 TIE = 0.02  # deletion gaps closer than this to the best are named together
 TRUST_ABOVE = 0.05  # a method whose gap is not above this is "no better than random" in the report
 
@@ -116,7 +118,7 @@ def verdict(rows: dict[str, Faithfulness], chosen: str) -> str:
     """One sentence for the report: which method's maps to trust on this network. Methods within TIE of
     the best score are named together (a smaller difference is within the spread of a few frames)."""
     if not rows:
-        return "Faithfulness was not measured (--faithfulness-frames 0)."
+        return "Faithfulness was not measured."
     best = max(r.score for r in rows.values())
     top = [r for r in sorted(rows.values(), key=lambda r: -r.score) if r.score >= best - TIE]
     weak = sorted(r.method for r in rows.values() if r.score <= TRUST_ABOVE)

@@ -21,7 +21,7 @@ import numpy as np
 from explain.audit_metrics import caption, summary_rows
 from explain.audit_types import AuditResult, FrameAudit
 from explain.drawing import IMAGE_CHECK, STYLE, colour_bar, colour_map, data_uri, table
-from explain.faithfulness import verdict
+from explain.faithfulness import MIN_OUTPUT, verdict
 from explain.metrics import pixel_map
 from vision.labels import GO, STOP, label_name
 
@@ -151,8 +151,13 @@ METHOD_TITLES = {
 
 def _faithfulness_html(result: AuditResult) -> str:
     rows = {f.method: f for f in result.faithfulness}
-    if not rows:
+    if not rows and result.options.faithfulness_frames == 0:
         return "<p>not run (--faithfulness-frames 0)</p>"
+    if not rows:
+        return (
+            f"<p>not measured: no explained frame has P(STOP) ≥ {MIN_OUTPUT} (a deletion curve needs an "
+            "output to take away).</p>"
+        )
     first = next(iter(rows.values()))
     intro = (
         f"<p>Deletion curves on the {first.frames} most confident STOP frames: the pixels each method ranks "

@@ -22,7 +22,7 @@ from explain.metrics import pixel_map
 from tests.test_explain_support import PREP, can_detector, make_bundle, tiny_arch_registered, write_drive
 from vision.labels import GO, STOP
 
-TICKS = 10
+TICKS = 16
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,7 +42,7 @@ def options(drive: Path, out: Path, **kw: object) -> AuditOptions:
     base = AuditOptions(
         log=drive,
         out=out,
-        select="frames:6-9",
+        select="frames:12-15",
         background=f"log:{drive}@4",
         progress=False,
         occlusion_frames=2,
@@ -78,7 +78,7 @@ def test_cli_method_choices_come_from_the_registry_and_json_keeps_its_keys(
         "--out",
         str(out),
         "--select",
-        "frames:6-9",
+        "frames:12-15",
         "--background",
         f"log:{drive}@4",
     ]
@@ -115,7 +115,7 @@ def test_occlusion_runs_the_int8_onnx_that_drove(drive: Path, tmp_path: Path) ->
 
     with DriveLogReader(drive) as log:
         bundle = load_bundle(log.meta.bundle_path)
-        frames = [r.rgb for r in log.records() if r.rgb is not None][6:8]
+        frames = [r.rgb for r in log.records() if r.rgb is not None][12:14]
     x = frame_inputs(frames, PREP)
     int8 = bundle.path_of("onnx_int8")
     context = ExplainContext(can_detector(), x, onnx=int8)
@@ -214,3 +214,10 @@ def test_the_verdict_names_the_most_faithful_methods_together_and_the_useless_on
     assert "integrated-gradients (0.777) and deepshap (0.773)" in text
     assert "this report (gradcam) score 0.709" in text and "no better than random: occlusion" in text
     assert "this report" not in verdict(rows, "deepshap")
+
+
+def test_a_drive_without_a_stop_worth_deleting_reports_no_faithfulness(drive: Path, tmp_path: Path) -> None:
+    result = run_audit(options(drive, tmp_path / "go", select="frames:0-3", occlusion_frames=0))
+    assert max(f.p_stop for f in result.frames) < 0.1  # the can is still far away
+    assert result.numbers.faithfulness is None and not result.numbers.faithfulness_by_method
+    assert "no explained frame has P(STOP)" in (tmp_path / "go" / "report.html").read_text()
