@@ -115,9 +115,9 @@ def render_image_html(result: ImageAuditResult) -> str:
 method {html.escape(o.method)},
 {len(result.background_ids)} background frames ({html.escape(o.background)}); class names {labels}.</p>
 <h1>Image audit of {len(result.images)} image(s)</h1>
-<p>Each image, then the map of each of its top {o.top} classes: red raises that class's output, blue lowers
-it. Then the top or bottom half replaced by white, black and noise: the new top classes and their maps, on
-the same colour scale.</p>
+<p>Each image, then the map of each of its top classes (up to {o.top}): red raises that class's output, blue
+lowers it. Then the top or bottom half replaced by white, black and noise: the new top classes and their
+maps, on the same colour scale.</p>
 {sections}
 {IMAGE_CHECK}
 </body></html>
