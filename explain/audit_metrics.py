@@ -18,14 +18,7 @@ from functools import cached_property
 
 import numpy as np
 
-from explain.metrics import (
-    BACKGROUND_SHARE,
-    below_horizon_mask,
-    dilate,
-    dilation_pixels,
-    look,
-    positive_share,
-)
+from explain.metrics import BACKGROUND_SHARE, Focus, below_horizon_mask, focus, look, positive_share
 
 MetricValue = float | bool | list[dict[str, object]] | None
 
@@ -40,11 +33,9 @@ class FrameEvidence:
         self.horizon = horizon
 
     @cached_property
-    def can_region(self) -> np.ndarray | None:
-        """The can's mask grown by a few pixels (outline and contact shadow count), or None: no can."""
-        if self.can_mask is None or not self.can_mask.any():
-            return None
-        return dilate(self.can_mask, dilation_pixels(self.stop_map.shape[0]))
+    def focus(self) -> Focus | None:
+        """Focus on the can (`explain.metrics.focus`), or None: no ground truth, or no can in view."""
+        return None if self.can_mask is None else focus(self.stop_map, self.can_mask)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +78,17 @@ def count(values: Sequence[MetricValue]) -> int:
 
 def stop_on_can(e: FrameEvidence) -> float | None:
     """Share of positive STOP attribution on the (dilated) can."""
-    return None if e.can_region is None else positive_share(e.stop_map, e.can_region)
+    return None if e.focus is None else e.focus.on_can
 
 
 def can_area(e: FrameEvidence) -> float | None:
     """Share of the image the dilated can covers: what a map spread at random scores."""
-    return None if e.can_region is None else float(e.can_region.mean())
+    return None if e.focus is None else e.focus.can_area
 
 
 def pointing_hit(e: FrameEvidence) -> bool | None:
     """Is the strongest STOP pixel on the can?"""
-    if e.can_region is None:
-        return None
-    strongest = np.unravel_index(int(np.argmax(e.stop_map)), e.stop_map.shape)
-    return bool(e.can_region[strongest])
+    return None if e.focus is None else e.focus.pointing_hit
 
 
 def below_horizon(e: FrameEvidence) -> float:

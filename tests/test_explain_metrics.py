@@ -7,11 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from explain.audit_metrics import rests_on_background
 from explain.background import evenly_spaced, load_background, parse_spec
 from explain.errors import ExplainError
 from explain.metrics import (
-    Focus,
-    Look,
     below_horizon_mask,
     dilate,
     focus,
@@ -19,7 +18,6 @@ from explain.metrics import (
     mask_to_input,
     pixel_map,
     positive_share,
-    rests_on_background,
 )
 from explain.occlusion import VARIANTS, Occlusion, occlusion_table, top_share
 from explain.sanity import cascading_randomisation, weighted_layers
@@ -86,13 +84,13 @@ def test_look_reports_the_share_below_the_horizon_and_the_strongest_cells() -> N
 
 
 def test_flags_are_for_stops_resting_on_background() -> None:
-    on_can, off_can = Focus(0.8, 0.05, True), Focus(0.2, 0.05, False)
-    high, low = Look(0.9, ()), Look(0.1, ())
-    assert not rests_on_background(True, on_can, True, high)
-    assert rests_on_background(True, off_can, True, high)
-    assert rests_on_background(True, None, True, high)  # STOP with no can in view
-    assert not rests_on_background(False, off_can, True, low)  # a GO is never flagged
-    assert rests_on_background(True, None, False, low) and not rests_on_background(True, None, False, high)
+    on_can, off_can = {"stop_on_can": 0.8}, {"stop_on_can": 0.2}
+    high, low = {"below_horizon": 0.9}, {"below_horizon": 0.1}
+    assert not rests_on_background(True, {**on_can, **high}, True)
+    assert rests_on_background(True, {**off_can, **high}, True)
+    assert rests_on_background(True, {"stop_on_can": None, **high}, True)  # STOP with no can in view
+    assert not rests_on_background(False, {**off_can, **low}, True)  # a GO is never flagged
+    assert rests_on_background(True, low, False) and not rests_on_background(True, high, False)
 
 
 def test_pixel_map_and_positive_share() -> None:
