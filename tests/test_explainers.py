@@ -221,3 +221,18 @@ def test_a_drive_without_a_stop_worth_deleting_reports_no_faithfulness(drive: Pa
     assert max(f.p_stop for f in result.frames) < 0.1  # the can is still far away
     assert result.numbers.faithfulness is None and not result.numbers.faithfulness_by_method
     assert "no explained frame has P(STOP)" in (tmp_path / "go" / "report.html").read_text()
+
+
+def test_a_store_written_before_methods_were_recorded_counts_as_deepshap(tmp_path: Path) -> None:
+    from explain.errors import ExplainError
+    from explain.store import AttributionStore, Fingerprint
+
+    old = Fingerprint("w", "b", "i", (GO, STOP))
+    AttributionStore(tmp_path, old)
+    marker = tmp_path / "attributions" / "fingerprint.json"
+    doc = json.loads(marker.read_text())
+    del doc["method"]  # as an earlier version wrote it
+    marker.write_text(json.dumps(doc))
+    AttributionStore(tmp_path, old)  # deepshap: resumes
+    with pytest.raises(ExplainError, match="method"):
+        AttributionStore(tmp_path, Fingerprint("w", "b", "i", (GO, STOP), "gradcam"))
