@@ -123,6 +123,10 @@ def test_occlusion_runs_the_int8_onnx_that_drove(drive: Path, tmp_path: Path) ->
     np.testing.assert_allclose(result.model_output, onnx_predict(int8)(x)[:, [GO, STOP]])
     torch_out = can_detector()(torch.from_numpy(x)).detach().numpy()
     assert np.abs(result.model_output - torch_out).max() > 0  # INT8, not the float twin
+    # A bundle whose ONNX columns differ from the explained view maps them with `onnx_outputs`.
+    swapped = ExplainContext(can_detector(), x, onnx=int8, onnx_outputs=lambda p: p[:, ::-1])
+    flipped = build_explainer("occlusion", swapped).explain(x, (GO, STOP))
+    np.testing.assert_allclose(flipped.model_output, result.model_output[:, ::-1])
 
 
 def test_integrated_gradients_is_complete_up_to_its_riemann_error(drive: Path) -> None:

@@ -49,16 +49,19 @@ class Explanation:
 class ExplainContext:
     """Everything a method may need. `background`: network inputs (N, C, H, W), the references.
     `onnx`: the ONNX file that drove (fp32 or INT8); black-box methods run it, None means they run the
-    torch `network` (the sanity check's randomised copies have no ONNX file)."""
+    torch `network` (the sanity check's randomised copies have no ONNX file). `onnx_outputs` maps that
+    file's raw outputs (N, labels) to the torch `network`'s columns when they differ (e.g. a many-label
+    bundle explained through a (GO, STOP) view); None: the same columns."""
 
     network: nn.Module
     background: np.ndarray
     device: str = "cpu"
     onnx: Path | None = None
+    onnx_outputs: Callable[[np.ndarray], np.ndarray] | None = None
 
     def with_network(self, network: nn.Module) -> ExplainContext:
         """The same references for another network (the sanity check's randomised copies)."""
-        return replace(self, network=network, onnx=None)
+        return replace(self, network=network, onnx=None, onnx_outputs=None)
 
     def with_background(self, count: int) -> ExplainContext:
         return replace(self, background=self.background[:count])

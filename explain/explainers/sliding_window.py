@@ -67,7 +67,10 @@ class SlidingWindowOcclusion(Explainer):
 
     def __init__(self, context: ExplainContext) -> None:
         if context.onnx is not None:
-            self.predict = onnx_predict(context.onnx)
+            raw, columns = onnx_predict(context.onnx), context.onnx_outputs
+            self.predict = (
+                raw if columns is None else (lambda x: np.asarray(columns(raw(x)), dtype=np.float64))
+            )
         else:
             self.predict = torch_predict(context.network, context.device)
         self.fill = np.asarray(context.background, dtype=np.float32).mean(axis=0)
