@@ -32,6 +32,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec("label", "car.commands.label", "label logged frames GO/STOP in a browser into a dataset"),
     CommandSpec("explain", "explain.cli", "DeepSHAP audit of a drive log, with an HTML report"),
+    CommandSpec("explain-image", "explain.image_cli", "top classes of images, their maps, half-masking"),
     CommandSpec("sim", "car.commands.sim", "simulated world: dataset, demo, eval"),
     CommandSpec(
         "baseline", "car.commands.baseline", "the published intensity-threshold baseline on a folder"
@@ -45,7 +46,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "camera", "car.commands.camera", "list cameras; measure one (fps, jitter, latency, snapshot)"
     ),
-    CommandSpec("fleet", "car.commands.fleet", "audit many drive logs (local pool or Ray): one fleet report"),
+    CommandSpec("fleet", "explain.fleet.cli", "audit many drive logs (local pool or Ray): one fleet report"),
 )
 
 

@@ -1,8 +1,12 @@
-"""`car explain`'s work: replay a drive log through DeepSHAP on the network that drove, measure, report.
+"""`car explain`'s work: replay a drive log through an attribution method on the network that drove,
+measure, report.
 
 Steps: read the log's ticks (without images) → prove the bundle is the network that drove (file hashes
 recorded in the log, then its torch twin re-run on every logged frame) → choose frames (`--select`) →
-background → explain (stored per frame, resumable) → metrics, occlusion, sanity check → HTML report.
+background → explain with `--method` (stored per frame, resumable) → registered metrics, occlusion,
+sanity check, faithfulness of every method → HTML report.
+
+The one entry point for callers (the CLI, the fleet audit) is `run_audit(AuditOptions) -> AuditResult`.
 """
 
 from __future__ import annotations
@@ -10,18 +14,30 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from explain.background import DEFAULT_SPEC, Background, load_background
+from explain.audit_metrics import FrameEvidence, measure, rests_on_background, summarise_metrics
+from explain.audit_types import (
+    DEFAULT_HORIZON,
+    AuditNumbers,
+    AuditOptions,
+    AuditResult,
+    FrameAudit,
+    ModelCheck,
+    Tick,
+)
+from explain.background import Background, load_background
 from explain.errors import ExplainError
-from explain.metrics import Focus, Look, focus, look, mask_to_input, pixel_map, rests_on_background
-from explain.occlusion import Explainer, OcclusionRow, occlusion_table
-from explain.sanity import SanityCheck
-from explain.selection import TickInfo, parse_selector
+from explain.explainers import EXPLAINERS, ExplainContext, Explainer, build_explainer
+from explain.faithfulness import MIN_OUTPUT, Faithfulness, faithfulness_of
+from explain.metrics import mask_to_input, pixel_map
+from explain.occlusion import MapFunction, OcclusionRow, occlusion_table
+from explain.sanity import SanityCheck, stop_maps_of
+from explain.selection import parse_selector
 from explain.store import AttributionStore, Fingerprint, StoredFrame, ids_sha256, pixels_sha256
 from vision.labels import GO, STOP
 
@@ -29,132 +45,15 @@ if TYPE_CHECKING:
     from torch import nn
 
     from car.drivelog import DriveLogReader, DriveMeta
-    from explain.deepshap import DeepShapEngine
     from vision.bundle import ModelBundle
     from vision.preprocess import Preprocessing
 
+__all__ = ["DEFAULT_HORIZON", "AuditOptions", "AuditResult", "audit_numbers_json", "run_audit"]
+
 OUTPUT_CHOICES: dict[str, tuple[int, ...]] = {"both": (GO, STOP), "stop": (STOP,)}
 REPRODUCE_TOLERANCE = 1e-3  # max |ΔP| between the logged fp32 ONNX outputs and the torch twin
-DEFAULT_HORIZON = 0.35  # the simulated camera (12° down, 62° FOV) sees the horizon at ~32% of the height
-CHECK_BACKGROUND = 25  # occlusion and sanity checks use the first 25 background frames (7 maps a frame)
+CHECK_BACKGROUND = 25  # occlusion, sanity and faithfulness use the first 25 background frames
 BATCH = 32
-
-
-@dataclass(frozen=True, slots=True)
-class AuditOptions:
-    log: Path
-    out: Path
-    select: str = "auto"
-    background: str = DEFAULT_SPEC
-    device: str = "cpu"
-    model: Path | None = None
-    horizon: float = DEFAULT_HORIZON
-    occlusion_frames: int = 6
-    sanity_frames: int = 2
-    seed: int = 0
-    outputs: str = "both"  # "stop": explain P(STOP) only (half the time; the report then has no GO maps)
-    progress: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class ModelCheck:
-    """Which network is explained, and how well it matches the one that drove."""
-
-    bundle_name: str
-    bundle_path: str
-    arch: str
-    weights_sha256: str
-    drove_name: str
-    drove_path: str
-    runtime: str
-    hashes_match: bool
-    override: bool  # --model given: explaining a network that may not be the one that drove
-    agree: int  # decisions (P(STOP) ≥ threshold) of the torch twin equal to the logged ones
-    compared: int
-    max_prob_diff: float
-    threshold: float
-
-    @property
-    def first_line(self) -> str:
-        if self.override and not self.hashes_match:
-            return (
-                f"NOT THE NETWORK THAT DROVE: explaining {self.bundle_name} ({self.bundle_path}); "
-                f"the car drove {self.drove_name} ({self.drove_path}); its torch twin agrees with "
-                f"{self.agree} of {self.compared} logged decisions"
-            )
-        if self.runtime == "int8":
-            return (
-                f"The car drove the INT8 network of {self.drove_name}; the float twin explained here agrees "
-                f"with {self.agree} of {self.compared} decisions (max |ΔP| {self.max_prob_diff:.3g})"
-            )
-        return (
-            f"Explaining {self.bundle_name}, the network that drove (hashes match; the torch twin reproduces "
-            f"{self.agree} of {self.compared} decisions, max |ΔP| {self.max_prob_diff:.2g})"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """One logged tick, without its image."""
-
-    seq: int
-    t: float
-    p_stop: float | None
-    decision: int
-    faults: tuple[str, ...]
-    has_frame: bool
-    truth_label: int | None
-
-    def info(self) -> TickInfo:
-        return TickInfo(self.seq, self.has_frame, self.p_stop, self.decision, bool(self.faults))
-
-
-@dataclass(frozen=True, slots=True)
-class FrameAudit:
-    seq: int
-    t: float
-    p_stop: float  # the explained network's output
-    p_go: float
-    decision: int  # what the car decided
-    faults: tuple[str, ...]
-    truth_label: int | None
-    focus: Focus | None
-    look: Look
-    flagged: bool
-
-
-@dataclass(frozen=True, slots=True)
-class AuditNumbers:
-    """What `--json` prints."""
-
-    frames_explained: int
-    frames_total: int
-    stop_focus_mean: float | None
-    random_focus_mean: float | None
-    pointing_hit_rate: float | None
-    frames_with_can: int
-    flagged: int
-    agree: int
-    agree_of: int
-    below_horizon_mean: float | None
-    sanity_final_rank_correlation: float | None
-    sanity_passed: bool | None
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class AuditResult:
-    options: AuditOptions
-    model: ModelCheck
-    background: Background
-    ticks: tuple[Tick, ...]
-    frames: tuple[FrameAudit, ...]
-    occlusion: tuple[OcclusionRow, ...]
-    sanity: SanityCheck | None
-    numbers: AuditNumbers
-    report: Path
-    reused: int
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -177,9 +76,8 @@ def read_ticks(log: DriveLogReader) -> tuple[Tick, ...]:
     return tuple(ticks)
 
 
-def _logged_network_sha(meta: DriveMeta) -> str | None:
-    role = "onnx_int8" if meta.runtime == "int8" else "onnx"
-    return meta.file_sha256(role)
+def _network_role(meta: DriveMeta) -> str:
+    return "onnx_int8" if meta.runtime == "int8" else "onnx"
 
 
 def resolve_bundle(meta: DriveMeta, model: Path | None) -> tuple[ModelBundle, bool]:
@@ -189,8 +87,8 @@ def resolve_bundle(meta: DriveMeta, model: Path | None) -> tuple[ModelBundle, bo
     if not meta.bundle_files:
         raise ExplainError("the drive log records no network hashes (no bundle drove it); nothing to explain")
     bundle = load_bundle(model if model is not None else Path(meta.bundle_path))
-    role = "onnx_int8" if meta.runtime == "int8" else "onnx"
-    logged_net, logged_weights = _logged_network_sha(meta), meta.file_sha256("weights")
+    role = _network_role(meta)
+    logged_net, logged_weights = meta.file_sha256(role), meta.file_sha256("weights")
     own_net = bundle.manifest.files[role].sha256 if bundle.has(role) else None
     own_weights = bundle.manifest.files["weights"].sha256
     match = logged_net == own_net and (logged_weights is None or logged_weights == own_weights)
@@ -218,35 +116,37 @@ def _framed_batches(
         yield batch
 
 
-def check_model(
-    log: DriveLogReader, bundle: ModelBundle, network: nn.Module, *, match: bool, override: bool, device: str
-) -> ModelCheck:
-    """Re-run the torch twin on every logged frame and compare with the logged P(STOP)."""
+def _twin_agreement(
+    log: DriveLogReader, prep: Preprocessing, network: nn.Module, device: str
+) -> tuple[int, int, float]:
+    """(agreeing decisions, compared, max |ΔP(STOP)|) of the torch twin against the logged outputs."""
     import torch
 
-    meta = log.meta
-    prep = bundle.manifest.preprocessing
-    threshold = meta.threshold
+    threshold = log.meta.threshold
     agree = compared = 0
     worst = 0.0
     # A channels-last copy: oneDNN's convolutions and max-pooling run ~1.7x faster in that layout on CPU
-    # (the same weights and arithmetic; outputs equal to ~1e-7). The original keeps its layout for DeepSHAP.
+    # (the same weights and arithmetic; outputs equal to ~1e-7). The original keeps its layout.
     twin = copy.deepcopy(network).to(memory_format=torch.channels_last)
     with torch.inference_mode():
         for batch in _framed_batches(log):
             x = torch.from_numpy(frame_inputs([b[1] for b in batch], prep)).to(device)
-            p = (
-                twin(x.contiguous(memory_format=torch.channels_last))[:, STOP]
-                .cpu()
-                .numpy()
-                .astype(np.float64)
-            )
-            for (_, _, logged), mine in zip(batch, p, strict=True):
+            out = twin(x.contiguous(memory_format=torch.channels_last))[:, STOP]
+            for (_, _, logged), mine in zip(batch, out.cpu().numpy().astype(np.float64), strict=True):
                 if logged is None:
                     continue
                 compared += 1
                 agree += int((logged >= threshold) == (mine >= threshold))
                 worst = max(worst, abs(float(mine) - logged))
+    return agree, compared, worst
+
+
+def check_model(
+    log: DriveLogReader, bundle: ModelBundle, network: nn.Module, *, match: bool, override: bool, device: str
+) -> ModelCheck:
+    """Re-run the torch twin on every logged frame and compare with the logged P(STOP)."""
+    meta = log.meta
+    agree, compared, worst = _twin_agreement(log, bundle.manifest.preprocessing, network, device)
     check = ModelCheck(
         bundle_name=bundle.manifest.name,
         bundle_path=str(bundle.root),
@@ -260,7 +160,7 @@ def check_model(
         agree=agree,
         compared=compared,
         max_prob_diff=worst,
-        threshold=threshold,
+        threshold=meta.threshold,
     )
     if override:
         return check
@@ -300,7 +200,7 @@ def cached_background(out: Path, spec: str, size: int) -> Background:
 
 
 def explain_frames(
-    engine: DeepShapEngine,
+    explainer: Explainer,
     log: DriveLogReader,
     seqs: Sequence[int],
     store: AttributionStore,
@@ -314,8 +214,9 @@ def explain_frames(
 
     todo = [s for s in seqs if not store.has(s)]
     reused = len(seqs) - len(todo)
-    step = max(1, engine.settings.frames_per_pass)
-    with tqdm(total=len(todo), unit="frame", desc="DeepSHAP", disable=not progress, leave=False) as bar:
+    step = max(1, explainer.frames_per_pass)
+    desc = explainer.name
+    with tqdm(total=len(todo), unit="frame", desc=desc, disable=not progress, leave=False) as bar:
         for lo in range(0, len(todo), step):
             chunk = todo[lo : lo + step]
             rgb = []
@@ -323,7 +224,7 @@ def explain_frames(
                 image = log[seq].rgb
                 assert image is not None
                 rgb.append(image)
-            result = engine.explain(frame_inputs(rgb, prep), outputs)
+            result = explainer.explain(frame_inputs(rgb, prep), outputs)
             for i, seq in enumerate(chunk):
                 store.save(
                     StoredFrame(
@@ -343,15 +244,21 @@ class FrameContext:
     threshold: float
 
 
+def stop_pixel_map(stored: StoredFrame) -> np.ndarray:
+    """The stored frame's STOP map, summed over the colour channels."""
+    return pixel_map(stored.values[stored.outputs.index(STOP)])
+
+
 def audit_frame(
     stored: StoredFrame, tick: Tick, can_mask: np.ndarray | None, ctx: FrameContext
 ) -> FrameAudit:
-    """Metrics of one explained frame. Flagged: the network's own STOP (P(STOP) ≥ threshold; a STOP the
-    policy forced because of a fault is not the network's) resting mostly on background."""
-    stop_map = pixel_map(stored.values[stored.outputs.index(STOP)])
+    """Every registered metric of one explained frame. Flagged: the network's own STOP (P(STOP) ≥
+    threshold; a STOP the policy forced because of a fault is not the network's) resting mostly on
+    background."""
+    stop_map = stop_pixel_map(stored)
     size = stop_map.shape[0]
-    focus_score = None if can_mask is None else focus(stop_map, mask_to_input(can_mask, size))
-    look_score = look(stop_map, ctx.horizon)
+    mask = None if can_mask is None else mask_to_input(can_mask, size)
+    values = measure(FrameEvidence(stop_map, mask, ctx.horizon))
     p_stop = float(stored.model_output[stored.outputs.index(STOP)])
     p_go = float(stored.model_output[stored.outputs.index(GO)]) if GO in stored.outputs else float("nan")
     return FrameAudit(
@@ -362,172 +269,330 @@ def audit_frame(
         decision=tick.decision,
         faults=tick.faults,
         truth_label=tick.truth_label,
-        focus=focus_score,
-        look=look_score,
-        flagged=rests_on_background(p_stop >= ctx.threshold, focus_score, ctx.has_truth, look_score),
+        metrics=values,
+        flagged=rests_on_background(p_stop >= ctx.threshold, values, ctx.has_truth),
     )
 
 
-def summarise(
-    frames: Sequence[FrameAudit],
-    ticks: Sequence[Tick],
-    model: ModelCheck,
-    sanity: SanityCheck | None,
-    t0: float,
-) -> AuditNumbers:
-    with_can = [f.focus for f in frames if f.focus is not None]
-
-    def mean(values: Sequence[float]) -> float | None:
-        return float(np.mean(values)) if values else None
-
-    return AuditNumbers(
-        frames_explained=len(frames),
-        frames_total=sum(t.has_frame for t in ticks),
-        stop_focus_mean=mean([f.on_can for f in with_can]),
-        random_focus_mean=mean([f.can_area for f in with_can]),
-        pointing_hit_rate=mean([float(f.pointing_hit) for f in with_can]),
-        frames_with_can=len(with_can),
-        flagged=sum(f.flagged for f in frames),
-        agree=model.agree,
-        agree_of=model.compared,
-        below_horizon_mean=mean([f.look.below_horizon for f in frames]),
-        sanity_final_rank_correlation=None if sanity is None else sanity.final,
-        sanity_passed=None if sanity is None else sanity.passed,
-        seconds=time.perf_counter() - t0,
-    )
+# ------------------------------------------------------------------------------------------ checks
 
 
-def _stop_explainer(engine: DeepShapEngine, prep: Preprocessing) -> Explainer:
-    """P(STOP) and STOP pixel maps of RGB frames, for the occlusion check."""
-    from explain.sanity import stop_maps_of
-    from vision.preprocess import to_network_input
+class CheckExplainers:
+    """Explainers against the first CHECK_BACKGROUND background frames, built once per method."""
 
-    def run(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        result = engine.explain(to_network_input(rgb, prep), (STOP,))
+    def __init__(self, context: ExplainContext) -> None:
+        self.context = context.with_background(CHECK_BACKGROUND)
+        self._built: dict[str, Explainer] = {}
+
+    def get(self, method: str) -> Explainer:
+        if method not in self._built:
+            self._built[method] = build_explainer(method, self.context)
+        return self._built[method]
+
+    def stop_maps(self, method: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P(STOP) per frame, STOP pixel maps) of network inputs `x`."""
+        result = self.get(method).explain(x, (STOP,))
         return result.model_output[:, 0], stop_maps_of(result.of_output(STOP))
 
-    return run
+
+def occlusion_check(
+    checks: CheckExplainers, method: str, *, rgb: np.ndarray, prep: Preprocessing, threshold: float, seed: int
+) -> tuple[OcclusionRow, ...]:
+    from vision.preprocess import to_network_input
+
+    def run(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return checks.stop_maps(method, to_network_input(frames, prep))
+
+    explain: MapFunction = run
+    return occlusion_table(rgb, explain, threshold, seed)
 
 
 def run_sanity(
-    network: nn.Module, background: np.ndarray, frames: np.ndarray, device: str, seed: int
+    checks: CheckExplainers, method: str, network: nn.Module, x: np.ndarray, seed: int
 ) -> SanityCheck:
-    from dataclasses import replace
-
-    from explain.deepshap import DeepShapEngine
-    from explain.sanity import cascading_randomisation, stop_maps_of
+    """Cascading randomisation of the torch twin; the method's maps recomputed after each layer."""
+    from explain.sanity import cascading_randomisation
 
     def maps(model: nn.Module) -> np.ndarray:
-        engine = DeepShapEngine(model, background, device)
-        return stop_maps_of(engine.explain(frames, (STOP,)).of_output(STOP))
+        explainer = build_explainer(method, checks.context.with_network(model))
+        return stop_maps_of(explainer.explain(x, (STOP,)).of_output(STOP))
 
     check = cascading_randomisation(network, maps, seed)
-    return replace(check, background=len(background))
+    return replace(check, background=len(checks.context.background))
 
 
-def run_audit(options: AuditOptions) -> AuditResult:
+def faithfulness_check(
+    checks: CheckExplainers, chosen: tuple[str, np.ndarray], x: np.ndarray, fill: np.ndarray, seed: int
+) -> tuple[Faithfulness, ...]:
+    """The deletion gap of every registered method on the frames `x`; the chosen method's maps are
+    `chosen[1]` (the ones stored for the report), the others are made against the check background."""
+    from explain.explainers.base import torch_predict
+
+    predict = torch_predict(checks.context.network, checks.context.device)
+    maps = {m: chosen[1] if m == chosen[0] else checks.stop_maps(m, x)[1] for m in EXPLAINERS}
+    return faithfulness_of(maps, x, fill=fill, predict=predict, output=STOP, seed=seed)
+
+
+# ------------------------------------------------------------------------------------------ the steps
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """The drive's ticks and the network proven (or declared) to be the one that drove."""
+
+    ticks: tuple[Tick, ...]
+    bundle: ModelBundle
+    network: nn.Module
+    model: ModelCheck
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    frames: tuple[FrameAudit, ...]
+    images: dict[int, np.ndarray]  # the frames the report draws and the checks use, at input size
+    store: AttributionStore
+    reused: int
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def lap(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[name] = now - since
+        return now
+
+
+def check_options(options: AuditOptions) -> tuple[int, ...]:
+    """The explained outputs; a one-line error for any option out of range."""
     import torch
 
-    from car.drivelog import DriveLogReader
-    from explain.deepshap import DeepShapEngine, keep_freed_memory
-    from explain.report import figure_frames, write_report
-    from vision.preprocess import fit_to_input, to_network_input
-    from vision.torch_model import load_go_stop_network
-
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    keep_freed_memory()
     if options.device.startswith("cuda") and not torch.cuda.is_available():
         raise ExplainError(f"--device {options.device}: no CUDA device here; use --device cpu")
     if not 0.0 < options.horizon < 1.0:
         raise ExplainError(f"--horizon {options.horizon}: give a fraction of the image height, 0 < h < 1")
-    selector = parse_selector(options.select)
     if options.outputs not in OUTPUT_CHOICES:
         raise ExplainError(f"--outputs {options.outputs!r}: choose one of {sorted(OUTPUT_CHOICES)}")
-    outputs = OUTPUT_CHOICES[options.outputs]
-    with DriveLogReader(options.log) as log:
-        ticks = read_ticks(log)
-        if not any(t.has_frame for t in ticks):
-            raise ExplainError(f"{options.log}: the drive log holds no frames; nothing to explain")
-        bundle, match = resolve_bundle(log.meta, options.model)
-        network = load_go_stop_network(bundle, options.device)  # (GO, STOP) columns for any labels
-        model = check_model(
-            log, bundle, network, match=match, override=options.model is not None, device=options.device
-        )
-        timings["verify"] = time.perf_counter() - t0
-        seqs = selector.select([t.info() for t in ticks], log.meta.threshold)
-        if not seqs:
-            raise ExplainError(f"--select {options.select}: no frame of {options.log} was selected")
-        prep = bundle.manifest.preprocessing
-        t_bg = time.perf_counter()
-        background = cached_background(options.out, options.background, prep.input_size)
-        timings["background"] = time.perf_counter() - t_bg
-        bg_inputs = to_network_input(background.images, prep)
-        fingerprint = Fingerprint(
-            model.weights_sha256, pixels_sha256(background.images), ids_sha256(background.ids), outputs
-        )
-        store = AttributionStore(options.out, fingerprint)
-        t1 = time.perf_counter()
-        engine = DeepShapEngine(network, bg_inputs, options.device)
-        reused = explain_frames(engine, log, seqs, store, prep, progress=options.progress, outputs=outputs)
-        timings["explain"] = time.perf_counter() - t1
-        by_seq = {t.seq: t for t in ticks}
-        has_truth = any(t.truth_label is not None for t in ticks)
-        context = FrameContext(has_truth, options.horizon, model.threshold)
-        frames: list[FrameAudit] = []
-        for seq in seqs:
-            record = log[seq]
-            assert record.rgb is not None
-            mask = None if record.truth is None else record.truth.mask
-            if record.truth is not None and mask is None:
-                mask = np.zeros(record.rgb.shape[:2], dtype=bool)
-            frames.append(audit_frame(store.load(seq), by_seq[seq], mask, context))
-        ranked = sorted(frames, key=lambda f: -f.p_stop)
-        # Only the frames the report draws and the checks use are kept in memory (a long drive with
-        # `--select all` has thousands of explained frames).
-        wanted = {f.seq for f in figure_frames(frames)}
-        wanted |= {f.seq for f in ranked[: max(options.occlusion_frames, options.sanity_frames)]}
-        images: dict[int, np.ndarray] = {}
-        for seq in sorted(wanted):
-            rgb = log[seq].rgb
-            assert rgb is not None
-            images[seq] = fit_to_input(rgb, prep.input_size)
-    t2 = time.perf_counter()
+    if options.method not in EXPLAINERS:
+        raise ExplainError(f"--method {options.method!r}: choose one of {', '.join(EXPLAINERS)}")
+    if min(options.occlusion_frames, options.sanity_frames, options.faithfulness_frames) < 0:
+        raise ExplainError("--occlusion-frames, --sanity-frames and --faithfulness-frames must be 0 or more")
+    parse_selector(options.select)
+    return OUTPUT_CHOICES[options.outputs]
+
+
+def verify(log: DriveLogReader, options: AuditOptions) -> Verified:
+    from vision.torch_model import load_go_stop_network
+
+    ticks = read_ticks(log)
+    if not any(t.has_frame for t in ticks):
+        raise ExplainError(f"{options.log}: the drive log holds no frames; nothing to explain")
+    bundle, match = resolve_bundle(log.meta, options.model)
+    network = load_go_stop_network(bundle, options.device)  # (GO, STOP) columns for any labels
+    model = check_model(
+        log, bundle, network, match=match, override=options.model is not None, device=options.device
+    )
+    return Verified(ticks, bundle, network, model)
+
+
+def explain_context(
+    verified: Verified, background: Background, options: AuditOptions, runtime: str
+) -> ExplainContext:
+    from vision.detector import GoStop
+    from vision.preprocess import to_network_input
+
+    bundle = verified.bundle
+    role = "onnx_int8" if runtime == "int8" and bundle.has("onnx_int8") else "onnx"
+    return ExplainContext(
+        network=verified.network,
+        background=to_network_input(background.images, bundle.manifest.preprocessing),
+        device=options.device,
+        onnx=bundle.path_of(role),
+        onnx_outputs=GoStop.of(bundle.manifest),
+    )
+
+
+def explain_and_measure(
+    log: DriveLogReader,
+    verified: Verified,
+    context: ExplainContext,
+    store: AttributionStore,
+    *,
+    options: AuditOptions,
+    outputs: tuple[int, ...],
+    seqs: Sequence[int],
+) -> Explained:
+    """Explain the selected frames (resuming from the store), measure each, keep the images needed later."""
+    from explain.report import figure_frames
+    from vision.preprocess import fit_to_input
+
+    prep = verified.bundle.manifest.preprocessing
+    explainer = build_explainer(options.method, context)
+    reused = explain_frames(explainer, log, seqs, store, prep, progress=options.progress, outputs=outputs)
+    by_seq = {t.seq: t for t in verified.ticks}
+    frame_ctx = FrameContext(
+        any(t.truth_label is not None for t in verified.ticks), options.horizon, verified.model.threshold
+    )
+    frames: list[FrameAudit] = []
+    for seq in seqs:
+        record = log[seq]
+        assert record.rgb is not None
+        mask = None if record.truth is None else record.truth.mask
+        if record.truth is not None and mask is None:
+            mask = np.zeros(record.rgb.shape[:2], dtype=bool)
+        frames.append(audit_frame(store.load(seq), by_seq[seq], mask, frame_ctx))
+    # Only the frames the report draws and the checks use are kept in memory (a long drive with
+    # `--select all` has thousands of explained frames).
+    wanted = {f.seq for f in figure_frames(frames)} | {
+        f.seq for f in ranked(frames)[: checked_count(options)]
+    }
+    images = {}
+    for seq in sorted(wanted):
+        rgb = log[seq].rgb
+        assert rgb is not None
+        images[seq] = fit_to_input(rgb, prep.input_size)
+    return Explained(tuple(frames), images, store, reused)
+
+
+def ranked(frames: Sequence[FrameAudit]) -> list[FrameAudit]:
+    """The most confident STOP frames first."""
+    return sorted(frames, key=lambda f: -f.p_stop)
+
+
+def checked_count(options: AuditOptions) -> int:
+    return max(options.occlusion_frames, options.sanity_frames, options.faithfulness_frames)
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    occlusion: tuple[OcclusionRow, ...]
+    sanity: SanityCheck | None
+    faithfulness: tuple[Faithfulness, ...]
+
+
+def run_checks(
+    verified: Verified, context: ExplainContext, explained: Explained, options: AuditOptions, watch: Stopwatch
+) -> Checks:
+    """Occlusion of image halves, cascading randomisation, and every method's faithfulness, on the most
+    confident STOP frames."""
+    from vision.preprocess import to_network_input
+
+    prep = verified.bundle.manifest.preprocessing
+    top = ranked(explained.frames)
+    checks = CheckExplainers(context)
+    t = time.perf_counter()
     occlusion: tuple[OcclusionRow, ...] = ()
     if options.occlusion_frames > 0:
-        picked = np.stack([images[f.seq] for f in ranked[: options.occlusion_frames]])
-        check_engine = DeepShapEngine(network, bg_inputs[:CHECK_BACKGROUND], options.device)
-        explainer = _stop_explainer(check_engine, prep)
-        occlusion = occlusion_table(picked, explainer, model.threshold, options.seed)
-    timings["occlusion"] = time.perf_counter() - t2
-    t3 = time.perf_counter()
+        picked = np.stack([explained.images[f.seq] for f in top[: options.occlusion_frames]])
+        occlusion = occlusion_check(
+            checks,
+            options.method,
+            rgb=picked,
+            prep=prep,
+            threshold=verified.model.threshold,
+            seed=options.seed,
+        )
+    t = watch.lap("occlusion", t)
     sanity = None
     if options.sanity_frames > 0:
-        chosen = np.stack([images[f.seq] for f in ranked[: options.sanity_frames]])
+        chosen = np.stack([explained.images[f.seq] for f in top[: options.sanity_frames]])
         sanity = run_sanity(
-            network,
-            bg_inputs[:CHECK_BACKGROUND],
-            to_network_input(chosen, prep),
-            options.device,
-            options.seed,
+            checks, options.method, verified.network, to_network_input(chosen, prep), options.seed
         )
-    timings["sanity"] = time.perf_counter() - t3
-    numbers = summarise(frames, ticks, model, sanity, t0)
+    t = watch.lap("sanity", t)
+    faithful: tuple[Faithfulness, ...] = ()
+    frames = [f for f in top[: options.faithfulness_frames] if f.p_stop >= MIN_OUTPUT]
+    if frames:
+        x = to_network_input(np.stack([explained.images[f.seq] for f in frames]), prep)
+        stored = np.stack([stop_pixel_map(explained.store.load(f.seq)) for f in frames])
+        fill = context.background.mean(axis=0)
+        faithful = faithfulness_check(checks, (options.method, stored), x, fill, options.seed)
+    watch.lap("faithfulness", t)
+    return Checks(occlusion, sanity, faithful)
+
+
+def summarise(
+    frames: Sequence[FrameAudit], verified: Verified, checks: Checks, method: str, t0: float
+) -> AuditNumbers:
+    by_method = {f.method: f.score for f in checks.faithfulness}
+    return AuditNumbers(
+        frames_explained=len(frames),
+        frames_total=sum(t.has_frame for t in verified.ticks),
+        metrics=summarise_metrics([f.metrics for f in frames]),
+        flagged=sum(f.flagged for f in frames),
+        agree=verified.model.agree,
+        agree_of=verified.model.compared,
+        sanity_final_rank_correlation=None if checks.sanity is None else checks.sanity.final,
+        sanity_passed=None if checks.sanity is None else checks.sanity.passed,
+        method=method,
+        faithfulness=by_method.get(method),
+        faithfulness_by_method=by_method,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def audit_numbers_json(result: AuditResult) -> dict[str, object]:
+    """What `car explain --json` prints."""
+    return result.numbers.to_json()
+
+
+def run_audit(options: AuditOptions) -> AuditResult:
+    """Audit one drive log: exactly what `car explain` does, as a library call (the fleet audit's entry).
+
+    Verifies the network, explains the selected frames with `options.method` (resuming from
+    `options.out/attributions`), measures every registered metric, runs the occlusion, sanity and
+    faithfulness checks, writes `report.html`, `audit.json` and the figures into `options.out`, and returns
+    everything; `audit_numbers_json(result)` is what `--json` prints. User errors raise `ExplainError` (or
+    the bundle's and drive log's own error types), with one line saying what to change.
+    """
+    from car.drivelog import DriveLogReader
+    from explain.deepshap import keep_freed_memory
+    from explain.report import write_report
+
+    watch = Stopwatch()
+    keep_freed_memory()
+    outputs = check_options(options)
+    with DriveLogReader(options.log) as log:
+        verified = verify(log, options)
+        t = watch.lap("verify", watch.t0)
+        seqs = parse_selector(options.select).select([x.info() for x in verified.ticks], log.meta.threshold)
+        if not seqs:
+            raise ExplainError(f"--select {options.select}: no frame of {options.log} was selected")
+        size = verified.bundle.manifest.preprocessing.input_size
+        background = cached_background(options.out, options.background, size)
+        t = watch.lap("background", t)
+        context = explain_context(verified, background, options, log.meta.runtime)
+        fingerprint = Fingerprint(
+            verified.model.weights_sha256,
+            pixels_sha256(background.images),
+            ids_sha256(background.ids),
+            outputs,
+            options.method,
+        )
+        store = AttributionStore(options.out, fingerprint)
+        explained = explain_and_measure(
+            log, verified, context, store, options=options, outputs=outputs, seqs=seqs
+        )
+        watch.lap("explain", t)
+    checks = run_checks(verified, context, explained, options, watch)
     result = AuditResult(
         options=options,
-        model=model,
+        model=verified.model,
         background=background,
-        ticks=ticks,
-        frames=tuple(frames),
-        occlusion=occlusion,
-        sanity=sanity,
-        numbers=numbers,
+        ticks=verified.ticks,
+        frames=explained.frames,
+        occlusion=checks.occlusion,
+        sanity=checks.sanity,
+        faithfulness=checks.faithfulness,
+        numbers=summarise(explained.frames, verified, checks, options.method, watch.t0),
         report=Path(options.out) / "report.html",
-        reused=reused,
-        timings=timings,
+        reused=explained.reused,
+        timings=watch.timings,
     )
-    t4 = time.perf_counter()
-    write_report(result, images, store.load)
-    timings["report"] = time.perf_counter() - t4
-    timings["total"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    write_report(result, explained.images, store.load)
+    t = watch.lap("report", t)
+    watch.timings["total"] = t - watch.t0
     return result

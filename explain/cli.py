@@ -1,4 +1,4 @@
-"""`car explain DRIVE --out DIR`: a DeepSHAP audit of a drive log, with an HTML report.
+"""`car explain DRIVE --out DIR [--method NAME]`: an attribution audit of a drive log, with an HTML report.
 
 Heavy imports (torch, shap, matplotlib) happen inside `run`, so `car --help` stays fast.
 """
@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from explain.background import DEFAULT_SPEC
+from explain.explainers import DEFAULT_METHOD, EXPLAINERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reference frames: sim:SEED, folder:PATH, log:PATH or a path; @N sets the count "
         f"(default {DEFAULT_SPEC}@100)",
     )
+    parser.add_argument(
+        "--method",
+        choices=tuple(EXPLAINERS),
+        default=DEFAULT_METHOD,
+        help=f"attribution method (default {DEFAULT_METHOD}); the report rates every method's faithfulness",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument(
         "--model",
@@ -47,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sanity-frames", type=int, default=2, help="frames in the randomisation check (0: off)"
     )
     parser.add_argument(
+        "--faithfulness-frames",
+        type=int,
+        default=4,
+        help="frames in the deletion-curve faithfulness check of every method (0: off)",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="seed of the noise occlusion and the randomisation"
     )
     parser.add_argument(
@@ -60,11 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from explain.audit import AuditOptions, run_audit
-    from explain.errors import ExplainError
+    from explain.audit import AuditOptions, audit_numbers_json, run_audit
 
-    if args.occlusion_frames < 0 or args.sanity_frames < 0:
-        raise ExplainError("--occlusion-frames and --sanity-frames must be 0 or more")
     options = AuditOptions(
         log=args.drive,
         out=args.out,
@@ -77,23 +86,30 @@ def run(args: argparse.Namespace) -> int:
         sanity_frames=args.sanity_frames,
         seed=args.seed,
         outputs=args.outputs,
+        method=args.method,
+        faithfulness_frames=args.faithfulness_frames,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     result = run_audit(options)
     if args.json:
-        print(json.dumps(asdict(result.numbers), indent=2))
-    else:
-        n = result.numbers
-        print(result.model.first_line)
+        print(json.dumps(audit_numbers_json(result), indent=2))
+        return 0
+    n = result.numbers
+    print(result.model.first_line)
+    print(
+        f"explained {n.frames_explained} of {n.frames_total} frames with {n.method} in {n.seconds:.1f} s; "
+        f"flagged {n.flagged}"
+    )
+    on_can, area, hits = (
+        n.metrics.get(k) for k in ("stop_focus_mean", "random_focus_mean", "pointing_hit_rate")
+    )
+    if on_can is not None and area is not None and hits is not None:
         print(
-            f"explained {n.frames_explained} of {n.frames_total} frames in {n.seconds:.1f} s; "
-            f"flagged {n.flagged}"
+            f"STOP attribution on the can {on_can:.1%} (random {area:.1%}), pointing game {hits:.1%} "
+            f"over {n.metrics.get('frames_with_can')} frames with the can in view"
         )
-        if n.stop_focus_mean is not None:
-            print(
-                f"STOP attribution on the can {n.stop_focus_mean:.1%} (random {n.random_focus_mean:.1%}), "
-                f"pointing game {n.pointing_hit_rate:.1%} over {n.frames_with_can} frames with the can "
-                "in view"
-            )
-        print(f"report: {result.report}")
+    if n.faithfulness_by_method:
+        ranked = sorted(n.faithfulness_by_method.items(), key=lambda kv: -kv[1])
+        print("faithfulness (deletion gap): " + ", ".join(f"{m} {v:.3f}" for m, v in ranked))
+    print(f"report: {result.report}")
     return 0

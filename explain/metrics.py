@@ -9,6 +9,8 @@ attribution" is the part of the STOP map that raises P(STOP); shares are fractio
 - Pointing game: is the strongest STOP pixel on the (dilated) can?
 - Without ground truth: the share below the horizon (the can stands on the floor) and the grid cells that
   hold the most positive STOP attribution.
+
+The audit reads them through the registry in `explain.audit_metrics`.
 """
 
 from __future__ import annotations
@@ -122,15 +124,3 @@ def look(stop_map: np.ndarray, horizon: float, regions: int = 3) -> Look:
             cells.append(Region(r, c, float(cell.sum()) / total if total > 0 else 0.0))
     cells.sort(key=lambda cell: -cell.share)
     return Look(below, tuple(cells[:regions]))
-
-
-def rests_on_background(
-    decided_stop: bool, focus_score: Focus | None, has_truth: bool, look_score: Look
-) -> bool:
-    """A STOP whose positive attribution lies mostly off the can (or, without ground truth, above the
-    horizon). A STOP with ground truth but no can in view rests on background by definition."""
-    if not decided_stop:
-        return False
-    if has_truth:
-        return focus_score is None or focus_score.on_can < BACKGROUND_SHARE
-    return look_score.below_horizon < BACKGROUND_SHARE

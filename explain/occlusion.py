@@ -86,7 +86,7 @@ class OcclusionRow:
 
 
 # explain(rgb N×S×S×3) → (P(STOP) per frame, STOP pixel maps N×S×S)
-Explainer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+MapFunction = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def top_share(stop_maps: np.ndarray) -> np.ndarray:
@@ -96,7 +96,7 @@ def top_share(stop_maps: np.ndarray) -> np.ndarray:
 
 
 def occlusion_table(
-    rgb: np.ndarray, explain: Explainer, threshold: float, seed: int = 0
+    rgb: np.ndarray, explain: MapFunction, threshold: float, seed: int = 0
 ) -> tuple[OcclusionRow, ...]:
     """Run every variant on frames `rgb` (N×S×S×3, network input size)."""
     p_before, maps_before = explain(rgb)

@@ -8,7 +8,6 @@ on one colour scale (the 99.9th percentile of |value|).
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -19,13 +18,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from explain.audit_metrics import caption, summary_rows
+from explain.audit_types import AuditResult, FrameAudit
+from explain.drawing import IMAGE_CHECK, STYLE, colour_bar, colour_map, data_uri, table
+from explain.faithfulness import MIN_OUTPUT, verdict
 from explain.metrics import pixel_map
 from vision.labels import GO, STOP, label_name
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from explain.audit import AuditResult, FrameAudit
     from explain.store import StoredFrame
 
 MAX_FRAME_FIGURES = 24  # flagged frames first, then the most confident STOPs
@@ -52,16 +54,6 @@ class Overlay:
     scale: float
 
 
-def _colour_map(pmap: np.ndarray, grey: np.ndarray, scale: float) -> np.ndarray:
-    """shap.image_plot's look: red_transparent_blue over a faint (alpha 0.15) grey copy of the frame."""
-    from shap.plots.colors import red_transparent_blue
-
-    rgba = red_transparent_blue(np.clip(pmap / scale, -1.0, 1.0) * 0.5 + 0.5)
-    under = 255.0 * 0.85 + 0.15 * grey
-    alpha = rgba[..., 3:4]
-    return (rgba[..., :3] * 255.0 * alpha + under[..., None] * (1.0 - alpha)).astype(np.uint8)
-
-
 def overlay(rgb: np.ndarray, stored: StoredFrame) -> Overlay:
     """The frame, then the STOP and GO maps (red raises that output, blue lowers it; the GO map only
     when it was explained), one colour scale
@@ -76,24 +68,15 @@ def overlay(rgb: np.ndarray, stored: StoredFrame) -> Overlay:
     ]
     scale = float(np.nanpercentile(np.abs(np.stack(maps)), 99.9)) or 1.0
     grey = rgb.astype(np.float64).mean(axis=2)
-    panels = [rgb, *(_colour_map(m, grey, scale) for m in maps)]
+    panels = [rgb, *(colour_map(m, grey, scale) for m in maps)]
     factor = max(1, -(-OVERLAY_MIN_SIDE // rgb.shape[0]))
     if factor > 1:
         panels = [cv2.resize(p, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST) for p in panels]
     gap = np.full((panels[0].shape[0], GAP, 3), 255, dtype=np.uint8)
     row = np.concatenate([part for p in panels for part in (p, gap)][:-1], axis=1)
-    bar = _colour_bar(row.shape[1])
+    bar = colour_bar(row.shape[1])
     white = np.full((GAP, row.shape[1], 3), 255, dtype=np.uint8)
     return Overlay(encode_png(np.concatenate([row, white, bar], axis=0)), scale)
-
-
-def _colour_bar(width: int, height: int = 10) -> np.ndarray:
-    """The colour scale, −scale (blue) on the left to +scale (red) on the right."""
-    from shap.plots.colors import red_transparent_blue
-
-    rgba = red_transparent_blue(np.linspace(0.0, 1.0, width))
-    colours = (rgba[:, :3] * 255.0 * rgba[:, 3:4] + 255.0 * (1.0 - rgba[:, 3:4])).astype(np.uint8)
-    return np.repeat(colours[None], height, axis=0)
 
 
 def timeline_png(result: AuditResult) -> bytes:
@@ -133,10 +116,6 @@ def timeline_png(result: AuditResult) -> bytes:
     return _png(fig)
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
 def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
     return "n/a" if value is None else pattern.format(value)
 
@@ -147,14 +126,7 @@ def _frame_title(frame: FrameAudit) -> str:
 
 
 def _frame_caption(frame: FrameAudit) -> str:
-    parts = [f"P(STOP) {frame.p_stop:.3f}"]
-    if frame.focus is not None:
-        parts.append(
-            f"STOP on can {frame.focus.on_can:.0%} (can covers {frame.focus.can_area:.1%}), "
-            f"pointing {'hit' if frame.focus.pointing_hit else 'miss'}"
-        )
-    parts.append(f"below horizon {frame.look.below_horizon:.0%}")
-    parts.append("top regions: " + ", ".join(f"{r.name} {r.share:.0%}" for r in frame.look.top_regions))
+    parts = [f"P(STOP) {frame.p_stop:.3f}", *(html.escape(p) for p in caption(frame.metrics))]
     if frame.faults:
         parts.append("faults: " + ", ".join(frame.faults))
     if frame.flagged:
@@ -169,35 +141,53 @@ def figure_frames(frames: Sequence[FrameAudit]) -> list[FrameAudit]:
     return (flagged + rest)[:MAX_FRAME_FIGURES]
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+METHOD_TITLES = {
+    "deepshap": "DeepSHAP",
+    "integrated-gradients": "Integrated-gradients",
+    "gradcam": "Grad-CAM",
+    "occlusion": "Occlusion",
+}
 
 
-# Counts loaded images into <body data-images-loaded="ok/total">, so a headless browser can check them.
-_IMAGE_CHECK = """<script>
-window.addEventListener('load', function () {
-  var imgs = document.images, ok = 0;
-  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
-  document.body.setAttribute('data-images-loaded', ok + '/' + imgs.length);
-});
-</script>"""
-
-_STYLE = """<style>
-body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1200px;color:#222}
-h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:0.9em} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
-.first{padding:0.6em;background:#eef3fb;border-left:4px solid #2060c0}
-.warn{background:#fdecea;border-left-color:#c03030} figure{margin:1em 0} figcaption{font-size:0.85em}
-img{max-width:100%}
-</style>"""
+def _faithfulness_html(result: AuditResult) -> str:
+    rows = {f.method: f for f in result.faithfulness}
+    if not rows and result.options.faithfulness_frames == 0:
+        return "<p>not run (--faithfulness-frames 0)</p>"
+    if not rows:
+        return (
+            f"<p>not measured: no explained frame has P(STOP) ≥ {MIN_OUTPUT} (a deletion curve needs an "
+            "output to take away).</p>"
+        )
+    first = next(iter(rows.values()))
+    intro = (
+        f"<p>Deletion curves on the {first.frames} most confident STOP frames: the pixels each method ranks "
+        "highest for STOP are replaced by the mean background frame, "
+        f"from {first.fractions[1]:.2%} doubling to {first.fractions[-1]:.0%}, against random orders. "
+        "<i>Deletion gap</i>: how much faster P(STOP) falls than with random pixels, as a share of P(STOP) "
+        "(0: no better than random). The report's maps are those of "
+        f"<b>{html.escape(result.options.method)}</b>; the others are made against the first "
+        f"{min(25, len(result.background))} background frames.</p>"
+        f'<p class="first">{html.escape(verdict(rows, result.options.method))}</p>'
+    )
+    rows_html = table(
+        ["method", "deletion gap", "P(STOP) as pixels go (method)", "P(STOP) as pixels go (random)"],
+        [
+            (
+                ("<b>" + html.escape(m) + "</b>") if m == result.options.method else html.escape(m),
+                f"{r.score:.3f}",
+                " → ".join(f"{v:.2f}" for v in r.deletion),
+                " → ".join(f"{v:.2f}" for v in r.random),
+            )
+            for m, r in rows.items()
+        ],
+    )
+    return intro + rows_html
 
 
 def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Overlay]) -> str:
     m, n = result.model, result.numbers
     warn = " warn" if (m.override and not m.hashes_match) else ""
-    summary_rows = [
+    drive_rows = [
         ("drive log", html.escape(str(result.options.log))),
         ("ticks / frames", f"{len(result.ticks)} / {n.frames_total}"),
         ("STOP decisions", str(sum(t.decision == STOP for t in result.ticks))),
@@ -207,16 +197,13 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
     numbers_rows = [
         ("frames explained", f"{n.frames_explained} (reused from an earlier run: {result.reused})"),
         ("selection", html.escape(result.options.select)),
-        ("frames with the can in view (ground truth)", str(n.frames_with_can)),
-        ("STOP attribution on the can (mean)", _fmt(n.stop_focus_mean, "{:.1%}")),
-        ("share of the image the can covers (a random map's score)", _fmt(n.random_focus_mean, "{:.1%}")),
-        ("pointing game hit rate", _fmt(n.pointing_hit_rate, "{:.1%}")),
-        ("STOP attribution below the horizon (mean)", _fmt(n.below_horizon_mean, "{:.1%}")),
+        ("method", html.escape(n.method)),
+        *((html.escape(k), v) for k, v in summary_rows(n.metrics)),
         ("flagged (the network's STOP resting mostly on background)", str(n.flagged)),
         ("decisions the explained network agrees with", f"{n.agree} of {n.agree_of}"),
         ("audit time", f"{n.seconds:.1f} s"),
     ]
-    occl = _table(
+    occl = table(
         [
             "occlusion",
             "frames",
@@ -242,7 +229,7 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
             f"re-initialised from the output down; Spearman ρ of the STOP maps with the trained network's. "
             f"<b>{'PASSED' if s.passed else 'FAILED'}</b>: the fully randomised maps correlate "
             f"{s.final:.3f} (must be below 0.5).</p>"
-            + _table(
+            + table(
                 ["randomised down to", "ρ (signed)", "ρ (|map|)"],
                 [
                     (html.escape(st.layer), f"{st.rank_correlation:.3f}", f"{st.rank_correlation_abs:.3f}")
@@ -252,8 +239,9 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
         )
     else:
         sanity = "<p>not run (--sanity-frames 0)</p>"
+    faithful = _faithfulness_html(result)
     figures = "".join(
-        f'<figure><img alt="seq {f.seq}" src="{_data_uri(overlays[f.seq].png)}">'
+        f'<figure><img alt="seq {f.seq}" src="{data_uri(overlays[f.seq].png)}">'
         f"<figcaption><b>{html.escape(_frame_title(f))}</b> (frame, then its maps; colour scale "
         f"±{overlays[f.seq].scale:.2g}): {_frame_caption(f)}</figcaption></figure>"
         for f in figure_frames(result.frames)
@@ -271,18 +259,20 @@ def render_html(result: AuditResult, timeline: bytes, overlays: Mapping[int, Ove
         ("device", html.escape(result.options.device)),
     ]
 
+    method_title = METHOD_TITLES.get(result.options.method, result.options.method)
+
     def kv(rows: Sequence[tuple[str, str]]) -> str:
-        return _table(["", ""], [(html.escape(k), v) for k, v in rows])
+        return table(["", ""], [(html.escape(k), v) for k, v in rows])
 
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>DeepSHAP audit: {html.escape(result.options.log.name)}</title>
-{_STYLE}</head>
+<title>{html.escape(method_title)} audit: {html.escape(result.options.log.name)}</title>
+{STYLE}</head>
 <body>
 <p class="first{warn}">{html.escape(m.first_line)}</p>
-<h1>DeepSHAP audit of {html.escape(result.options.log.name)}</h1>
-<h2>Drive</h2>{kv(summary_rows)}
-<h2>Timeline</h2><img alt="timeline" src="{_data_uri(timeline)}">
+<h1>{html.escape(method_title)} audit of {html.escape(result.options.log.name)}</h1>
+<h2>Drive</h2>{kv(drive_rows)}
+<h2>Timeline</h2><img alt="timeline" src="{data_uri(timeline)}">
 <h2>Where the network looked</h2>{kv(numbers_rows)}
 <h2>Flagged and example frames</h2>
 <p>The frame, then the STOP and GO maps over a faint copy of the frame: red raises that output, blue
@@ -291,16 +281,17 @@ lowers it; the bar below runs from −scale (blue) to +scale (red).</p>{figures}
 <p>The most confident STOP frames with half of the image replaced (maps against the first
 {min(25, len(result.background))} background frames); a STOP resting on the can should fall when the
 bottom half is hidden.</p>{occl}
+<h2>Faithfulness: which explanation to trust on this network</h2>{faithful}
 <h2>Sanity check (cascading randomisation)</h2>{sanity}
 <h2>Network and background</h2>{kv(network_rows)}
-{_IMAGE_CHECK}
+{IMAGE_CHECK}
 </body></html>
 """
 
 
 def audit_json(result: AuditResult) -> dict[str, object]:
     return {
-        "numbers": asdict(result.numbers),
+        "numbers": result.numbers.to_json(),
         "first_line": result.model.first_line,
         "model": asdict(result.model),
         "background": {"spec": result.background.spec, "ids": list(result.background.ids)},
@@ -310,11 +301,7 @@ def audit_json(result: AuditResult) -> dict[str, object]:
                 "p_stop": f.p_stop,
                 "decision": label_name(f.decision),
                 "truth": None if f.truth_label is None else label_name(f.truth_label),
-                "stop_on_can": None if f.focus is None else f.focus.on_can,
-                "can_area": None if f.focus is None else f.focus.can_area,
-                "pointing_hit": None if f.focus is None else f.focus.pointing_hit,
-                "below_horizon": f.look.below_horizon,
-                "top_regions": [{"region": r.name, "share": r.share} for r in f.look.top_regions],
+                **f.metrics,
                 "faults": list(f.faults),
                 "flagged": f.flagged,
             }
@@ -322,6 +309,7 @@ def audit_json(result: AuditResult) -> dict[str, object]:
         ],
         "occlusion": [asdict(r) for r in result.occlusion],
         "sanity": None if result.sanity is None else asdict(result.sanity),
+        "faithfulness": [asdict(f) for f in result.faithfulness],
         "timings_s": result.timings,
     }
 

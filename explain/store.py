@@ -1,6 +1,6 @@
 """Explanations stored beside the report, one file per frame, so an audit resumes where it stopped.
 
-`OUT/attributions/fingerprint.json` says which network, background and outputs the files belong to;
+`OUT/attributions/fingerprint.json` says which network, background, outputs and method the files belong to;
 `OUT/attributions/seq_<seq>.npz` holds one frame's values (outputs × C × H × W, float32), the explained
 outputs, the expected values and the network's outputs. Each file is written to a temporary name and
 renamed, so a run interrupted at any instant (Ctrl-C, kill) leaves only complete files.
@@ -27,6 +27,7 @@ class Fingerprint:
     background_sha256: str  # of the background frames' pixels
     background_ids_sha256: str
     outputs: tuple[int, ...]
+    method: str = "deepshap"  # the `explain.explainers` method that made the values
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -62,9 +63,11 @@ class AttributionStore:
                 found = json.loads(marker.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 found = None
+            if isinstance(found, dict):
+                found.setdefault("method", "deepshap")  # stores written before methods were recorded
             if found != json.loads(fingerprint.to_json()):
                 raise ExplainError(
-                    f"{self.root}: holds explanations of another network, background or outputs; "
+                    f"{self.root}: holds explanations of another network, background, outputs or method; "
                     "give another --out, or delete that folder to start over"
                 )
         else:

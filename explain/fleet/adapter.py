@@ -7,37 +7,22 @@ result types is absorbed in this one module.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
-
-from explain.errors import ExplainError
 
 if TYPE_CHECKING:
     from explain.audit import AuditOptions, AuditResult
+    from explain.audit_types import FrameAudit
 
 FRAME_METRICS = ("stop_on_can", "can_area", "pointing_hit", "below_horizon")
 """Per-frame metrics the fleet report uses (None where a frame has no value, e.g. no can in view)."""
 
 
-def audit_option_names() -> set[str]:
-    from explain.audit import AuditOptions
-
-    return {f.name for f in fields(AuditOptions)}
-
-
-def methods_supported() -> bool:
-    """Whether `car explain` takes `--method` (an explainer registry); otherwise only DeepSHAP exists."""
-    return "method" in audit_option_names()
-
-
 def make_options(values: dict[str, Any]) -> AuditOptions:
-    """AuditOptions from the fleet's settings; `method` is forwarded only where the audit knows it."""
+    """AuditOptions from the fleet's settings (the keys `car explain` knows; the rest are the fleet's own)."""
     from explain.audit import AuditOptions
 
-    known = audit_option_names()
-    method = values.get("method", "deepshap")
-    if "method" not in known and method != "deepshap":
-        raise ExplainError(f"--method {method}: this build's `car explain` has only deepshap")
+    known = {f.name for f in fields(AuditOptions)}
     return AuditOptions(**{k: v for k, v in values.items() if k in known})
 
 
@@ -49,23 +34,16 @@ def run(options: AuditOptions) -> AuditResult:
 
 def numbers_json(result: AuditResult) -> dict[str, Any]:
     """What `car explain --json` prints for this result."""
-    try:
-        from explain.audit import audit_numbers_json  # type: ignore[attr-defined]
-    except ImportError:
-        return asdict(result.numbers)
+    from explain.audit import audit_numbers_json
+
     doc: dict[str, Any] = audit_numbers_json(result)
     return doc
 
 
-def frame_metrics(frame: Any) -> dict[str, float | bool | None]:
-    """The FRAME_METRICS of one audited frame."""
-    metrics = getattr(frame, "metrics", None)
-    if metrics is not None:  # a metric registry: values by name
-        return {name: metrics.get(name) for name in FRAME_METRICS}
-    focus, look = frame.focus, frame.look
-    return {
-        "stop_on_can": None if focus is None else focus.on_can,
-        "can_area": None if focus is None else focus.can_area,
-        "pointing_hit": None if focus is None else focus.pointing_hit,
-        "below_horizon": look.below_horizon,
-    }
+def frame_metrics(frame: FrameAudit) -> dict[str, float | bool | None]:
+    """The FRAME_METRICS of one audited frame (read from the audit-metric registry's values)."""
+    values: dict[str, float | bool | None] = {}
+    for name in FRAME_METRICS:
+        value = frame.metrics.get(name)
+        values[name] = value if isinstance(value, float | bool) or value is None else None
+    return values

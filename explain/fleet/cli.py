@@ -15,6 +15,7 @@ from pathlib import Path
 
 from car.engines import add_engine_arguments, engine_from_args
 from car.errors import CarError
+from explain.explainers import DEFAULT_METHOD, EXPLAINERS
 
 
 def _positive_int(text: str) -> int:
@@ -32,7 +33,9 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--workers", type=_positive_int, default=1, help="worker processes or Ray actors (1)")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per worker (default 1)")
     p.add_argument("--select", default="auto", metavar="SELECTOR", help="as `car explain --select` (auto)")
-    p.add_argument("--method", default="deepshap", help="as `car explain --method` (default deepshap)")
+    p.add_argument(
+        "--method", choices=tuple(EXPLAINERS), default=DEFAULT_METHOD, help="as `car explain --method`"
+    )
     p.add_argument("--background", default="sim:0", metavar="SPEC", help="as `car explain --background`")
     p.add_argument("--outputs", choices=("both", "stop"), default="both", help="as `car explain --outputs`")
     p.add_argument("--model", default=None, metavar="BUNDLE", help="as `car explain --model`")
