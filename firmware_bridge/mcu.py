@@ -122,6 +122,7 @@ class McuCore:
         self._last_discard_fault: float | None = None
         self._clamped = 0
         self._watchdog_trips = 0
+        self._watchdog_fired_at: float | None = None
         self._not_armed = 0
         self._discards: dict[FaultCode, int] = {}
         self._out: list[bytes] = []
@@ -130,6 +131,16 @@ class McuCore:
     @property
     def state(self) -> FirmwareState:
         return self._state
+
+    @property
+    def last_valid_at(self) -> float:
+        """When (this core's clock) the last valid frame arrived: the watchdog counts from here."""
+        return self._last_valid
+
+    @property
+    def watchdog_fired_at(self) -> float | None:
+        """When (this core's clock) the command watchdog last stopped the motors; None if it never did."""
+        return self._watchdog_fired_at
 
     @property
     def motor_left(self) -> int:
@@ -198,6 +209,7 @@ class McuCore:
         self._motor = 0
         self._state = FirmwareState.WATCHDOG
         self._watchdog_trips += 1
+        self._watchdog_fired_at = now
         self._send(Fault(FaultCode.WATCHDOG, 0, self._state, _sat(self._watchdog_trips)))
 
     def _handle(self, event: Frame | Rejected, now: float) -> None:

@@ -38,6 +38,24 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 2.0, poll_s: fl
     return predicate()
 
 
+def watchdog_silence_s(mcu: object) -> float:
+    """On the microcontroller's own clock: from the command that last set the motors going to the command
+    watchdog stopping them. The virtual MCU stamps both on its core; the emulated AVR's pin trace has them
+    in emulated time. A busy machine delays the test thread, not these stamps."""
+    from firmware_bridge.avr_emulator import AvrEmulator
+
+    if isinstance(mcu, AvrEmulator):
+        samples = mcu.pin_samples()
+        moving = [s.left.permille != 0 for s in samples]
+        stop = max(i for i in range(1, len(samples)) if moving[i - 1] and not moving[i])
+        start = max(i for i in range(stop) if moving[i] and (i == 0 or not moving[i - 1]))
+        return samples[stop].emulated_s - samples[start].emulated_s
+    assert isinstance(mcu, VirtualMcu)
+    snap = mcu.snapshot()
+    assert snap.watchdog_fired_at is not None, "the watchdog never fired"
+    return snap.watchdog_fired_at - snap.last_valid_at
+
+
 @contextmanager
 def virtual_mcu(config: FirmwareConfig | None = None, seed: int = 0) -> Iterator[VirtualMcu]:
     mcu = VirtualMcu(config, seed=seed)
