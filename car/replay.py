@@ -28,11 +28,12 @@ from car.errors import CarError
 from car.policy import Policy, PolicyParams
 from car.types import DriveRecord, Probabilities, Reason
 from vision.bundle import ModelBundle, load_bundle
+from vision.clock import MonotonicClock
 from vision.detector import build_detector
 from vision.frame import Frame
 from vision.labels import STOP, label_name
 from vision.preprocess import to_network_input
-from vision.sources import EndOfStream, Pacer, SourceOpenError, SourceTimeout, WallClock
+from vision.sources import EndOfStream, Pacer, SourceOpenError, SourceTimeout
 
 # -- the log as a frame source -----------------------------------------------------------------------------
 
@@ -45,7 +46,7 @@ class DriveLogSource:
         self.path = Path(path)
         self.name = f"replay:{self.path.name}"
         self.loop = loop
-        self._pacer = Pacer(fps, WallClock())
+        self._pacer = Pacer(fps, MonotonicClock())
         self._reader: DriveLogReader | None = None
         self._records: Iterator[DriveRecord] | None = None
         self._seq = 0

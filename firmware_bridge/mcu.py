@@ -21,10 +21,9 @@ from firmware_bridge.protocol import (
     Arm,
     Disarm,
     Drive,
-    Fault,
     FaultCode,
+    FaultReport,
     FirmwareState,
-    Frame,
     FrameParser,
     Heartbeat,
     Hello,
@@ -35,6 +34,7 @@ from firmware_bridge.protocol import (
     StatusRequest,
     Stop,
     Version,
+    WireFrame,
     encode,
 )
 
@@ -210,9 +210,9 @@ class McuCore:
         self._state = FirmwareState.WATCHDOG
         self._watchdog_trips += 1
         self._watchdog_fired_at = now
-        self._send(Fault(FaultCode.WATCHDOG, 0, self._state, _sat(self._watchdog_trips)))
+        self._send(FaultReport(FaultCode.WATCHDOG, 0, self._state, _sat(self._watchdog_trips)))
 
-    def _handle(self, event: Frame | Rejected, now: float) -> None:
+    def _handle(self, event: WireFrame | Rejected, now: float) -> None:
         if isinstance(event, Rejected):
             self._report_discard(event, now)
             return
@@ -226,9 +226,9 @@ class McuCore:
         if self._last_discard_fault is not None and now - self._last_discard_fault < interval:
             return
         self._last_discard_fault = now
-        self._send(Fault(code, _fault_detail(rejected), self._state, _sat(self._discards[code])))
+        self._send(FaultReport(code, _fault_detail(rejected), self._state, _sat(self._discards[code])))
 
-    def _act(self, frame: Frame, now: float) -> None:
+    def _act(self, frame: WireFrame, now: float) -> None:
         message = frame.message
         result = AckResult.OK
         match message:

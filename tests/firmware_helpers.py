@@ -13,7 +13,7 @@ import serial
 
 from firmware_bridge.link import SerialLink
 from firmware_bridge.mcu import FirmwareConfig
-from firmware_bridge.protocol import MCU_TO_HOST, Frame, FrameParser
+from firmware_bridge.protocol import MCU_TO_HOST, FrameParser, WireFrame
 from firmware_bridge.virtual_mcu import VirtualMcu
 
 VECTORS_PATH = Path(__file__).resolve().parent.parent / "firmware_bridge" / "test_vectors.json"
@@ -83,12 +83,12 @@ def raw_port(path: str) -> Iterator[serial.Serial]:
         port.close()
 
 
-def read_frames(port: serial.Serial, count: int, timeout_s: float = 1.0) -> list[Frame]:
+def read_frames(port: serial.Serial, count: int, timeout_s: float = 1.0) -> list[WireFrame]:
     """Read MCU frames from a raw port until `count` decoded or the timeout."""
     parser = FrameParser(MCU_TO_HOST)
-    frames: list[Frame] = []
+    frames: list[WireFrame] = []
     deadline = time.monotonic() + timeout_s
     while len(frames) < count and time.monotonic() < deadline:
         data = port.read(max(1, port.in_waiting))
-        frames += [e for e in parser.feed(data) if isinstance(e, Frame)]
+        frames += [e for e in parser.feed(data) if isinstance(e, WireFrame)]
     return frames

@@ -40,10 +40,9 @@ from firmware_bridge.protocol import (
     Arm,
     Disarm,
     Drive,
-    Fault,
     FaultCode,
+    FaultReport,
     FirmwareState,
-    Frame,
     FrameParser,
     Heartbeat,
     Hello,
@@ -53,6 +52,7 @@ from firmware_bridge.protocol import (
     StatusRequest,
     Stop,
     Version,
+    WireFrame,
     crc16_ccitt_false,
     encode,
 )
@@ -90,7 +90,7 @@ class RawHost:
         deadline = time.monotonic() + timeout_s
         while len(messages) < count and time.monotonic() < deadline:
             data = self.port.read(max(1, self.port.in_waiting))
-            messages += [e.message for e in self.parser.feed(data) if isinstance(e, Frame)]
+            messages += [e.message for e in self.parser.feed(data) if isinstance(e, WireFrame)]
         return messages
 
     def request(self, message: Message, replies: int = 1) -> list[Message]:
@@ -323,9 +323,9 @@ def random_chunk(rng: random.Random, seq: int) -> bytes:
     return bytes(out)
 
 
-def acks_before_a_discard(events: list[Frame | Rejected]) -> bool:
+def acks_before_a_discard(events: list[WireFrame | Rejected]) -> bool:
     """Whether one reference call handles a frame and then, in the same batch, a later discard."""
-    first_frame = next((i for i, e in enumerate(events) if isinstance(e, Frame)), None)
+    first_frame = next((i for i, e in enumerate(events) if isinstance(e, WireFrame)), None)
     return first_frame is not None and any(isinstance(e, Rejected) for e in events[first_frame:])
 
 
@@ -427,7 +427,7 @@ def test_command_watchdog_stops_in_real_time(emulator: AvrEmulator, host: RawHos
     host.ack(Drive(400))
     (fault,) = host.read(1, timeout_s=30.0)
     fault_seen = emulator.emulated_s()  # the chip's own clock, once the host has the FAULT
-    assert isinstance(fault, Fault) and fault.code is FaultCode.WATCHDOG and fault.count == 1
+    assert isinstance(fault, FaultReport) and fault.code is FaultCode.WATCHDOG and fault.count == 1
     samples = emulator.pin_samples()
     drive_at = next(s for s in samples if s.left.permille > 0).emulated_s
     assert fault_seen - drive_at > 0.22  # ~250 ms of the chip's time (the exact bound: on the pins below)
@@ -455,7 +455,7 @@ def test_corrupt_frame_is_counted_and_never_acted_on(emulator: AvrEmulator, host
     frame[4] ^= 0x10  # one payload bit: the CRC no longer matches
     host.port.write(bytes(frame))
     (fault,) = host.read(1)
-    assert isinstance(fault, Fault) and fault.code is FaultCode.CRC_ERROR and fault.count == 1
+    assert isinstance(fault, FaultReport) and fault.code is FaultCode.CRC_ERROR and fault.count == 1
     ack = host.ack(Heartbeat())
     assert (ack.state, ack.motor_left, ack.discarded) == (FirmwareState.ARMED, 0, 1)
     assert all(s.left.braking for s in emulator.pin_samples())

@@ -17,7 +17,7 @@ from firmware_bridge.host import Command, FirmwareRequirements, LinkFaultKind
 from firmware_bridge.link import SerialLink
 from firmware_bridge.loopback import LoopbackLink
 from firmware_bridge.mcu import FirmwareConfig, McuCore
-from firmware_bridge.protocol import AckResult, FirmwareState, Frame, MsgType
+from firmware_bridge.protocol import AckResult, FirmwareState, MsgType, WireFrame
 from firmware_bridge.virtual_mcu import FaultInjection
 from tests.firmware_helpers import armed_link, virtual_mcu, wait_until, watchdog_silence_s
 
@@ -253,7 +253,7 @@ def test_reader_thread_failure_is_surfaced() -> None:
     with virtual_mcu() as mcu, SerialLink(mcu.path) as link:
         link.handshake()
 
-        def broken(data: bytes, now: float) -> list[Frame]:
+        def broken(data: bytes, now: float) -> list[WireFrame]:
             raise RuntimeError("parser exploded")
 
         link._session.receive = broken  # type: ignore[method-assign]  # inject a reader-side bug

@@ -17,10 +17,9 @@ from firmware_bridge.protocol import (
     AckResult,
     Arm,
     Drive,
-    Fault,
     FaultCode,
+    FaultReport,
     FirmwareState,
-    Frame,
     FrameParser,
     Heartbeat,
     Hello,
@@ -28,6 +27,7 @@ from firmware_bridge.protocol import (
     StatusRequest,
     Stop,
     Version,
+    WireFrame,
     encode,
 )
 from firmware_bridge.virtual_mcu import FaultInjection, VirtualMcu
@@ -45,7 +45,7 @@ VECTORS = load_vectors()
 
 
 def replies(data: bytes) -> list[Any]:
-    return [e.message for e in FrameParser(MCU_TO_HOST).feed(data) if isinstance(e, Frame)]
+    return [e.message for e in FrameParser(MCU_TO_HOST).feed(data) if isinstance(e, WireFrame)]
 
 
 # ------------------------------------------------------------------------------- the pure core
@@ -64,7 +64,7 @@ def test_core_follows_scenario_vector(scenario: dict[str, Any]) -> None:
         got += [
             {"t_ms": t_ms, "hex": e.raw.hex(" ")}
             for e in FrameParser(MCU_TO_HOST).feed(out)
-            if isinstance(e, Frame)
+            if isinstance(e, WireFrame)
         ]
     assert got == scenario["replies"]
     final = scenario["final"]
@@ -89,7 +89,7 @@ def test_core_watchdog_fires_exactly_at_its_timeout(watchdog_ms: int) -> None:
     assert core.motor_left == 500
     assert core.tick(1.0 + watchdog_ms / 1000.0 - 1e-4) == b"" and core.motor_left == 500
     (fault,) = replies(core.tick(1.0 + watchdog_ms / 1000.0))
-    assert fault == Fault(FaultCode.WATCHDOG, 0, FirmwareState.WATCHDOG, 1)
+    assert fault == FaultReport(FaultCode.WATCHDOG, 0, FirmwareState.WATCHDOG, 1)
     assert core.motor_left == 0 and core.state is FirmwareState.WATCHDOG
     # the host's next frame is answered with the WATCHDOG state; DRIVE stays refused until ARM
     (ack,) = replies(core.feed(encode(Drive(500), 2), 2.0))
@@ -197,7 +197,7 @@ def test_virtual_mcu_watchdog_over_a_pty_within_tolerance() -> None:
         assert wait_until(lambda: mcu.snapshot().motor_left == 0, timeout_s=10.0)
         assert 0.100 <= watchdog_silence_s(mcu) <= 0.100 + 0.060  # on the MCU's own clock
         frames = read_frames(port, 3)
-        assert isinstance(frames[-1].message, Fault) and frames[-1].message.code is FaultCode.WATCHDOG
+        assert isinstance(frames[-1].message, FaultReport) and frames[-1].message.code is FaultCode.WATCHDOG
 
 
 def test_virtual_mcu_mute_and_delay_injection() -> None:
