@@ -53,7 +53,9 @@ def options(drive: Path, out: Path, **kw: object) -> AuditOptions:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-def test_cli_audit_prints_its_numbers_and_writes_a_loadable_report(drive: Path, tmp_path: Path, capsys):
+def test_cli_audit_prints_its_numbers_and_writes_a_loadable_report(
+    drive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "audit"
     args = ["explain", str(drive), "--out", str(out), "--select", "all", "--background", "sim:0@6", "--json"]
     assert main([*args, "--no-progress", "--occlusion-frames", "2"]) == 0
@@ -112,11 +114,11 @@ def assert_images_load_in_chromium(page: Path, tmp: Path) -> None:
     assert total >= 3 and loaded == total  # the timeline and the frame overlays all decode
 
 
-def test_focus_is_high_for_the_can_detector_and_near_random_for_a_random_network(drive: Path):
+def test_focus_is_high_for_the_can_detector_and_near_random_for_a_random_network(drive: Path) -> None:
     with DriveLogReader(drive) as log:
         records = [r for r in log.records() if r.rgb is not None and r.truth is not None]
     x = frame_inputs([r.rgb for r in records], PREP)  # type: ignore[misc]
-    masks = [mask_to_input(r.truth.mask, PREP.input_size) for r in records]  # type: ignore[union-attr]
+    masks = [mask_to_input(r.truth.mask, PREP.input_size) for r in records]  # type: ignore[arg-type]
     background = frame_inputs([records[0].rgb, records[3].rgb, records[6].rgb], PREP)  # type: ignore[list-item]
 
     def mean_focus(network: torch.nn.Module) -> tuple[float, float]:
@@ -135,7 +137,9 @@ def test_focus_is_high_for_the_can_detector_and_near_random_for_a_random_network
     assert float(np.mean(randomised)) < trained / 3
 
 
-def test_interrupted_audit_resumes_from_the_stored_frames(drive: Path, tmp_path: Path, monkeypatch):
+def test_interrupted_audit_resumes_from_the_stored_frames(
+    drive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "resume"
     calls = {"n": 0}
     original = DeepShapEngine.explain
@@ -166,7 +170,9 @@ def test_interrupted_audit_resumes_from_the_stored_frames(drive: Path, tmp_path:
         np.testing.assert_allclose(z["values"][0], first_values[1], atol=1e-6)
 
 
-def test_a_different_background_does_not_reuse_stored_explanations(drive: Path, tmp_path: Path, capsys):
+def test_a_different_background_does_not_reuse_stored_explanations(
+    drive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "bg"
     run_audit(options(drive, out, select="frames:0-2", sanity_frames=0, occlusion_frames=0))
     args = ["explain", str(drive), "--out", str(out), "--background", f"log:{drive}@4", "--no-progress"]
@@ -174,7 +180,9 @@ def test_a_different_background_does_not_reuse_stored_explanations(drive: Path, 
     assert "another network, background" in capsys.readouterr().err
 
 
-def test_tampered_bundle_is_refused_and_model_override_is_stated_first(drive: Path, tmp_path: Path, capsys):
+def test_tampered_bundle_is_refused_and_model_override_is_stated_first(
+    drive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with DriveLogReader(drive) as log:
         drove = Path(log.meta.bundle_path)
     # A consistent bundle (its own manifest hashes are right) that is not the network that drove.
@@ -205,7 +213,9 @@ def test_tampered_bundle_is_refused_and_model_override_is_stated_first(drive: Pa
     assert re.search(r"<body>\s*<p class=\"first warn\">NOT THE NETWORK THAT DROVE", page)
 
 
-def test_bad_selection_and_background_are_one_line_errors(drive: Path, tmp_path: Path, capsys):
+def test_bad_selection_and_background_are_one_line_errors(
+    drive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = str(tmp_path / "e")
     assert main(["explain", str(drive), "--out", out, "--select", "stride:0"]) == 2
     assert "--select 'stride:0'" in capsys.readouterr().err
@@ -215,7 +225,7 @@ def test_bad_selection_and_background_are_one_line_errors(drive: Path, tmp_path:
     assert "no such drive log" in capsys.readouterr().err
 
 
-def test_an_int8_drive_reports_how_many_decisions_the_float_twin_agrees_with(tmp_path: Path):
+def test_an_int8_drive_reports_how_many_decisions_the_float_twin_agrees_with(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path, can_detector(), name="tiny-can-int8", int8=True)
     log = write_drive(tmp_path / "int8.sqlite", bundle, ticks=8, runtime="int8")
     result = run_audit(

@@ -33,7 +33,7 @@ def square_mask(size: int, top: int, left: int, side: int) -> np.ndarray:
     return mask
 
 
-def test_focus_counts_positive_stop_attribution_inside_the_dilated_can():
+def test_focus_counts_positive_stop_attribution_inside_the_dilated_can() -> None:
     can = square_mask(64, 40, 20, 10)
     stop_map = np.full((64, 64), -0.01)
     stop_map[can] = 1.0  # all positive mass on the can
@@ -46,7 +46,7 @@ def test_focus_counts_positive_stop_attribution_inside_the_dilated_can():
     assert score.can_area > can.mean()  # dilated: the outline counts
 
 
-def test_pointing_game_misses_when_the_strongest_pixel_is_elsewhere():
+def test_pointing_game_misses_when_the_strongest_pixel_is_elsewhere() -> None:
     can = square_mask(64, 40, 20, 10)
     stop_map = np.zeros((64, 64))
     stop_map[can] = 0.1
@@ -57,14 +57,14 @@ def test_pointing_game_misses_when_the_strongest_pixel_is_elsewhere():
     assert focus(stop_map, np.zeros((64, 64), dtype=bool)) is None  # no can, no focus
 
 
-def test_a_uniform_map_scores_the_masks_area():
+def test_a_uniform_map_scores_the_masks_area() -> None:
     can = square_mask(100, 50, 50, 20)
     score = focus(np.ones((100, 100)), can)
     assert score is not None
     assert score.on_can == pytest.approx(score.can_area)
 
 
-def test_mask_follows_the_frames_crop_and_resize():
+def test_mask_follows_the_frames_crop_and_resize() -> None:
     mask = np.zeros((240, 320), dtype=bool)
     mask[100:140, 150:170] = True  # centred horizontally: survives the centre crop to 240×240
     small = mask_to_input(mask, 60)
@@ -74,7 +74,7 @@ def test_mask_follows_the_frames_crop_and_resize():
     assert cols.min() == (150 - 40) // 4
 
 
-def test_look_reports_the_share_below_the_horizon_and_the_strongest_cells():
+def test_look_reports_the_share_below_the_horizon_and_the_strongest_cells() -> None:
     stop_map = np.zeros((64, 64))
     stop_map[48:64, 0:16] = 3.0  # bottom-left cell
     stop_map[0:16, 48:64] = 1.0  # top-right cell
@@ -85,7 +85,7 @@ def test_look_reports_the_share_below_the_horizon_and_the_strongest_cells():
     assert below_horizon_mask(10, 0.3)[3:].all() and not below_horizon_mask(10, 0.3)[:3].any()
 
 
-def test_flags_are_for_stops_resting_on_background():
+def test_flags_are_for_stops_resting_on_background() -> None:
     on_can, off_can = Focus(0.8, 0.05, True), Focus(0.2, 0.05, False)
     high, low = Look(0.9, ()), Look(0.1, ())
     assert not rests_on_background(True, on_can, True, high)
@@ -95,7 +95,7 @@ def test_flags_are_for_stops_resting_on_background():
     assert rests_on_background(True, None, False, low) and not rests_on_background(True, None, False, high)
 
 
-def test_pixel_map_and_positive_share():
+def test_pixel_map_and_positive_share() -> None:
     values = np.stack([np.full((4, 4), 1.0), np.full((4, 4), -3.0), np.full((4, 4), 1.0)])
     assert pixel_map(values).sum() == pytest.approx(-16.0)
     assert positive_share(np.zeros((4, 4)), np.ones((4, 4), dtype=bool)) == 0.0
@@ -105,7 +105,7 @@ def ticks(p_stop: list[float], threshold: float = 0.5) -> list[TickInfo]:
     return [TickInfo(i, True, p, STOP if p >= threshold else GO, False) for i, p in enumerate(p_stop)]
 
 
-def test_selectors():
+def test_selectors() -> None:
     t = ticks([0.1, 0.2, 0.9, 0.9, 0.1, 0.55, 0.1, 0.1, 0.1, 0.1])
     assert parse_selector("all").select(t, 0.5) == list(range(10))
     assert parse_selector("changes").select(t, 0.5) == [2, 4, 5, 6]
@@ -116,7 +116,7 @@ def test_selectors():
             parse_selector(bad)
 
 
-def test_auto_takes_changes_faults_and_small_margins_first_and_caps_at_ten_percent():
+def test_auto_takes_changes_faults_and_small_margins_first_and_caps_at_ten_percent() -> None:
     rng = np.random.default_rng(0)
     p = list(rng.choice([0.02, 0.98], size=300))
     p[100] = 0.52  # small margin
@@ -136,7 +136,7 @@ def test_auto_takes_changes_faults_and_small_margins_first_and_caps_at_ten_perce
     assert set(chosen) - {120}  # plus a stride sample
 
 
-def test_occlusion_variants_replace_exactly_one_half():
+def test_occlusion_variants_replace_exactly_one_half() -> None:
     rgb = np.full((8, 8, 3), 100, dtype=np.uint8)
     rng = np.random.default_rng(0)
     top_white = Occlusion("top", "white").apply(rgb, rng)
@@ -150,7 +150,7 @@ def test_occlusion_variants_replace_exactly_one_half():
     ]
 
 
-def test_occlusion_table_reports_decision_changes_and_attribution_movement():
+def test_occlusion_table_reports_decision_changes_and_attribution_movement() -> None:
     def explain(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # A stand-in network: STOP when the bottom half is dark; attribution where it is dark.
         dark = (rgb.mean(axis=3) < 50).astype(float)
@@ -166,7 +166,7 @@ def test_occlusion_table_reports_decision_changes_and_attribution_movement():
     assert top_share(np.ones((1, 8, 8)))[0] == pytest.approx(0.5)
 
 
-def test_cascading_randomisation_reports_each_layer_from_the_top():
+def test_cascading_randomisation_reports_each_layer_from_the_top() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(48, 8), nn.ReLU(), nn.Linear(8, 2), nn.Sigmoid()).eval()
     x = torch.randn(3, 3, 4, 4)
@@ -175,7 +175,7 @@ def test_cascading_randomisation_reports_each_layer_from_the_top():
         # gradient × input of STOP: enough to see the weights change
         z = x.clone().requires_grad_(True)
         m(z)[:, STOP].sum().backward()
-        return (z.grad * z).sum(1).detach().numpy()  # type: ignore[operator]
+        return (z.grad * z).sum(1).detach().numpy()
 
     check = cascading_randomisation(model, maps, seed=1)
     assert [s.layer for s in check.steps] == ["3", "1"]
@@ -185,7 +185,7 @@ def test_cascading_randomisation_reports_each_layer_from_the_top():
     assert model[1].weight.abs().sum() > 0  # the audited model itself is untouched: a copy is randomised
 
 
-def test_background_specs():
+def test_background_specs() -> None:
     assert parse_spec("sim:3@20").text == "sim:3@20"
     assert parse_spec("sim:0").count == 100
     for bad in ("sim:0@0", "nowhere", "sim:x"):

@@ -131,6 +131,7 @@ def test_drive_log_as_a_frame_source(mixed_drive: Path, bundles: dict[str, Path]
     out = tmp_path / "again.sqlite"
     with DriveLogReader(mixed_drive) as log:
         policy = log.meta.config()["policy"]
+    assert isinstance(policy, dict)
     settings = [f"policy.{key}={value}" for key, value in policy.items()]
     config = sim_config(bundles["random"], "source.kind=replay", f"source.path={mixed_drive}", *settings)
     result = drive(config, log_path=out, out=quiet)

@@ -34,7 +34,7 @@ def colour_of(i: int) -> tuple[int, int, int]:
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("video") / "drive.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (W, H))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30.0, (W, H))
     assert writer.isOpened()
     for i in range(N):
         rgb = np.zeros((H, W, 3), np.uint8)
