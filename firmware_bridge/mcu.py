@@ -123,6 +123,7 @@ class McuCore:
         self._clamped = 0
         self._watchdog_trips = 0
         self._watchdog_fired_at: float | None = None
+        self._watchdog_silence: float | None = None
         self._not_armed = 0
         self._discards: dict[FaultCode, int] = {}
         self._out: list[bytes] = []
@@ -141,6 +142,11 @@ class McuCore:
     def watchdog_fired_at(self) -> float | None:
         """When (this core's clock) the command watchdog last stopped the motors; None if it never did."""
         return self._watchdog_fired_at
+
+    @property
+    def watchdog_silence(self) -> float | None:
+        """How long (this core's clock) the host had been silent when the watchdog last fired."""
+        return self._watchdog_silence
 
     @property
     def motor_left(self) -> int:
@@ -210,6 +216,7 @@ class McuCore:
         self._state = FirmwareState.WATCHDOG
         self._watchdog_trips += 1
         self._watchdog_fired_at = now
+        self._watchdog_silence = now - self._last_valid
         self._send(FaultReport(FaultCode.WATCHDOG, 0, self._state, _sat(self._watchdog_trips)))
 
     def _handle(self, event: WireFrame | Rejected, now: float) -> None:

@@ -67,6 +67,7 @@ class McuSnapshot:
     at: float
     last_valid_at: float = 0.0  # the MCU's clock: when the last valid frame arrived
     watchdog_fired_at: float | None = None  # the MCU's clock: when the watchdog last stopped the motors
+    watchdog_silence: float | None = None  # the MCU's clock: how long the host was silent when it fired
 
     @property
     def motor_fraction(self) -> float:
@@ -254,6 +255,7 @@ class VirtualMcu:
                 at=self._clock(),
                 last_valid_at=core.last_valid_at,
                 watchdog_fired_at=core.watchdog_fired_at,
+                watchdog_silence=core.watchdog_silence,
             )
 
     @property

@@ -51,9 +51,9 @@ def watchdog_silence_s(mcu: object) -> float:
         start = max(i for i in range(stop) if moving[i] and (i == 0 or not moving[i - 1]))
         return samples[stop].emulated_s - samples[start].emulated_s
     assert isinstance(mcu, VirtualMcu)
-    snap = mcu.snapshot()
-    assert snap.watchdog_fired_at is not None, "the watchdog never fired"
-    return snap.watchdog_fired_at - snap.last_valid_at
+    silence = mcu.snapshot().watchdog_silence
+    assert silence is not None, "the watchdog never fired"
+    return silence
 
 
 @contextmanager
