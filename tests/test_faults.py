@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -20,7 +20,9 @@ from typing import Self
 import numpy as np
 import pytest
 
+from car.build import McuHandle
 from car.drivelog import DriveLogReader
+from car.loop import ControlLoop
 from car.run_drive import DriveHooks, drive
 from car.types import CommandKind, DriveRecord, FaultKind, Reason
 from firmware_bridge.virtual_mcu import FaultInjection
@@ -122,7 +124,30 @@ EXPECTED = {
 }
 
 
+def ended_by_ticks(hooks: DriveHooks, switch: Switch) -> DriveHooks:
+    """The drive ends a few ticks after the fault is over, counted in ticks, not seconds: on a busy machine
+    a tick can take several periods, and a fixed duration would end the drive before the fault."""
+    loops: list[ControlLoop] = []
+
+    def on_ready(loop: ControlLoop, mcu: McuHandle) -> None:
+        loops.append(loop)
+        if hooks.on_ready is not None:
+            hooks.on_ready(loop, mcu)
+
+    def on_record(record: DriveRecord) -> None:
+        if hooks.on_record is not None:
+            hooks.on_record(record)
+        if switch.count >= INJECT_AT + FAULT_TICKS + 3 and loops:
+            loops[0].request_stop("test: the fault is over")
+
+    return replace(hooks, on_ready=on_ready, on_record=on_record)
+
+
 def hooks_for(mode: str, switch: Switch) -> DriveHooks:
+    return ended_by_ticks(_fault_hooks(mode, switch), switch)
+
+
+def _fault_hooks(mode: str, switch: Switch) -> DriveHooks:
     if mode in ("model_error", "nan"):
         return DriveHooks(wrap_detector=lambda d: FaultyDetector(d, mode, switch))
     if mode in ("serial_vanishes", "acks_stop"):
@@ -148,7 +173,7 @@ def test_fault_stops_within_one_period_and_is_logged(
 ) -> None:
     switch = Switch()
     log_path = tmp_path / "drive.sqlite"
-    config = sim_config(bundles["always_go"], "loop.duration_s=0.9")
+    config = sim_config(bundles["always_go"], "loop.duration_s=30")  # a fuse: it ends by ticks
     result = drive(config, log_path=log_path, hooks=hooks_for(mode, switch), out=quiet)
     expected = EXPECTED[mode]
     assert dict(result.summary.fault_counts).get(expected.value, 0) >= 1
