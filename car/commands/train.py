@@ -64,7 +64,7 @@ def check_both_classes(folders: list[Path]) -> None:
 def run(args: argparse.Namespace) -> int:
     from vision.training import TrainConfig, train_to_bundle
 
-    check_both_classes(list(args.data))
+    check_both_classes(list(args.data) if isinstance(args.data, list | tuple) else [args.data])
     config = TrainConfig(
         arch=args.arch,
         epochs=args.epochs,
