@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from car.commands.bench import run_benchmark
+from vision.benchmarking import run_benchmark
 
 
 def run() -> dict[str, object]:

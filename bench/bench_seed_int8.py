@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from car.commands.bench import THREADS, FrameTime, Predict, frame_stats, settled_frames
+from vision.benchmarking import THREADS, FrameTime, Predict, frame_stats, settled_frames
 
 REPEAT = 6
 FRAMES_PER_ROUND = 10

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
+from car.errors import user_error_types
+
 
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
@@ -50,16 +52,6 @@ COMMANDS: tuple[CommandSpec, ...] = (
 )
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "your input is wrong": printed as one line, exit 2, no traceback."""
-    from car.errors import CarError
-    from explain.errors import ExplainError
-    from firmware_bridge.errors import LinkError
-    from vision.errors import VisionError
-
-    return (CarError, ExplainError, LinkError, VisionError, FileNotFoundError, PermissionError)
-
-
 def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="car",
@@ -93,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"car {spec.name}: interrupted", file=sys.stderr)
         return 130
-    except _user_error_types() as exc:
+    except user_error_types() as exc:
         if os.environ.get("CAR_DEBUG"):
             raise
         print(f"car {spec.name}: error: {exc}", file=sys.stderr)

@@ -14,6 +14,10 @@ from typing import Protocol
 
 from car.types import AckRecord, CommandKind, CommandRecord, Fault, FaultKind
 from firmware_bridge.host import AckInfo, Command, LinkFaultKind, LinkHealth, SentCommand
+from firmware_bridge.protocol import FirmwareState
+
+# The firmware states in which it refuses DRIVE until re-armed.
+DISARMED_STATES = frozenset({FirmwareState.DISARMED, FirmwareState.WATCHDOG})
 
 # Which loop fault each link fault is. Every one of them stops the car.
 LINK_FAULTS: Mapping[LinkFaultKind, FaultKind] = {
@@ -92,7 +96,7 @@ class BridgeMotorLink:
     def poll(self, now: float) -> tuple[tuple[Fault, ...], AckRecord | None]:
         health = self.link.health(now)
         state = health.firmware_state
-        self._disarmed = health.connected and state is not None and state.name in ("DISARMED", "WATCHDOG")
+        self._disarmed = health.connected and state in DISARMED_STATES
         faults = tuple(Fault(LINK_FAULTS[f.kind], f"{f.kind.value}: {f.detail}") for f in health.faults)
         return faults, ack_record(health.last_ack)
 

@@ -40,7 +40,7 @@ from car.types import (
     Reason,
     StageTimings,
 )
-from vision.detector import Detector
+from vision.detector import Detector, NonFiniteOutputError
 from vision.frame import Frame
 from vision.labels import STOP
 from vision.preprocess import Preprocessing, fit_to_input, to_network_input
@@ -216,7 +216,11 @@ class ControlLoop:
                     faults.append(Fault(FaultKind.INFERENCE_NAN, bad))
             except Exception as exc:
                 message = _one_line(exc)
-                kind = FaultKind.INFERENCE_NAN if "finite" in message else FaultKind.INFERENCE_ERROR
+                kind = (
+                    FaultKind.INFERENCE_NAN
+                    if isinstance(exc, NonFiniteOutputError)
+                    else FaultKind.INFERENCE_ERROR
+                )
                 faults.append(Fault(kind, message))
         t_inferred = clock.now()
 

@@ -23,16 +23,17 @@ import cv2
 import numpy as np
 
 from car.config import PolicyConfig, config_from_mapping
-from car.drivelog import DriveLogReader, DriveMeta
+from car.drivelog import DriveLogReader, DriveMeta, bundle_matches
 from car.errors import CarError
 from car.policy import Policy, PolicyParams
 from car.types import DriveRecord, Probabilities, Reason
 from vision.bundle import ModelBundle, load_bundle
+from vision.clock import MonotonicClock
 from vision.detector import build_detector
 from vision.frame import Frame
 from vision.labels import STOP, label_name
 from vision.preprocess import to_network_input
-from vision.sources import EndOfStream, Pacer, SourceOpenError, SourceTimeout, WallClock
+from vision.sources import EndOfStream, Pacer, SourceOpenError, SourceTimeout
 
 # -- the log as a frame source -----------------------------------------------------------------------------
 
@@ -45,7 +46,7 @@ class DriveLogSource:
         self.path = Path(path)
         self.name = f"replay:{self.path.name}"
         self.loop = loop
-        self._pacer = Pacer(fps, WallClock())
+        self._pacer = Pacer(fps, MonotonicClock())
         self._reader: DriveLogReader | None = None
         self._records: Iterator[DriveRecord] | None = None
         self._seq = 0
@@ -136,17 +137,17 @@ def logged_policy_config(meta: DriveMeta) -> PolicyConfig:
 
 
 def bundle_for(meta: DriveMeta, override: str | Path | None) -> tuple[ModelBundle, bool]:
-    """The bundle to replay with, and whether it is the one that drove (same manifest sha256)."""
+    """The bundle to replay with, and whether it is the one that drove (`bundle_matches`)."""
     if override is not None:
         bundle = load_bundle(override)
-        return bundle, bundle.sha256 == meta.bundle_sha256
+        return bundle, bundle_matches(meta, bundle)
     path = Path(meta.bundle_path)
     if not path.is_dir():
         raise CarError(
             f"the bundle that drove ({meta.bundle_name}) is not at {path} any more; pass --model BUNDLE"
         )
     bundle = load_bundle(path)
-    if bundle.sha256 != meta.bundle_sha256:
+    if not bundle_matches(meta, bundle):
         raise CarError(
             f"{path}: this bundle changed since the drive (manifest sha256 {bundle.sha256[:12]}, the log "
             f"says {meta.bundle_sha256[:12]}); pass --model BUNDLE to replay with another network anyway"

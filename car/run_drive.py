@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from car.build import McuHandle, SourceContext, build_source, start_mcu, warm_up_source
 from car.config import CarConfig, resolve_path
@@ -37,6 +38,9 @@ from vision.bundle import MANIFEST_NAME, ModelBundle, load_bundle
 from vision.detector import Detector, build_detector
 from vision.sources import FrameSource
 from vision.sources.base import source_info
+
+if TYPE_CHECKING:
+    from firmware_bridge.host import FirmwareInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,20 +242,9 @@ def drive(
         stack.callback(lambda: log_source_info_at_end(writer, meta, source_info(source)))
 
         # Arm last: the firmware watchdog counts from ARM; the loop's first command follows at once.
-        info = link.handshake()
-        firmware = (
-            f"firmware {info.firmware_version} (protocol v{info.protocol_version}, "
-            f"watchdog {info.watchdog_ms} ms)"
-        )
+        firmware = describe_firmware(link.handshake())
         first_command: list[float] = []
-
-        def record_hook(record: DriveRecord) -> None:
-            if not first_command and record.command is not None:
-                first_command.append(time.time())
-                first_command.append(time.monotonic())
-            if hooks.on_record is not None:
-                hooks.on_record(record)
-
+        record_hook = _first_command_hook(first_command, hooks.on_record)
         loop = ControlLoop(
             source=source,
             detector=detector,
@@ -289,6 +282,28 @@ def drive(
     )
     out(format_summary(result))
     return result
+
+
+def describe_firmware(info: FirmwareInfo) -> str:
+    return (
+        f"firmware {info.firmware_version} (protocol v{info.protocol_version}, "
+        f"watchdog {info.watchdog_ms} ms)"
+    )
+
+
+def _first_command_hook(
+    first_command: list[float], on_record: Callable[[DriveRecord], None] | None
+) -> Callable[[DriveRecord], None]:
+    """A record hook that notes when the first command went out (wall and monotonic time), then calls on."""
+
+    def record_hook(record: DriveRecord) -> None:
+        if not first_command and record.command is not None:
+            first_command.append(time.time())
+            first_command.append(time.monotonic())
+        if on_record is not None:
+            on_record(record)
+
+    return record_hook
 
 
 def _with_drops(summary: RunSummary, writer: DriveLogWriter) -> RunSummary:

@@ -41,8 +41,6 @@ order, so the folder is the same for the same (model, seed, runs, kinds, keep) w
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -54,8 +52,7 @@ from typing import Protocol
 import numpy as np
 
 from car import engines
-from car.commands.sim import add_domain_argument
-from car.config import CarConfig, load_config, resolve_path, with_overrides
+from car.config import CarConfig, resolve_path
 from car.errors import CarError
 from car.policy import PolicyParams
 from car.sim_eval import (
@@ -590,65 +587,3 @@ def collect(
         sim_seconds=sim_seconds,
         wall_seconds=time.monotonic() - started,
     )
-
-
-# -- the `car sim collect` command ---------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", type=Path, required=True, help="the bundle that drives, e.g. models/edge-sim"
-    )
-    parser.add_argument("--runs", type=int, required=True, help="number of simulated drives")
-    parser.add_argument(
-        "--seed",
-        type=int,
-        required=True,
-        help=f"seed of the scenes (not an evaluation seed: {', '.join(map(str, EVAL_SEEDS))})",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="new or empty folder for the frames")
-    parser.add_argument(
-        "--kinds",
-        default="",
-        help=f"comma-separated scene kinds (default: the mix of {', '.join(SCENE_KINDS)})",
-    )
-    parser.add_argument(
-        "--keep",
-        default=DEFAULT_KEEP,
-        help=(
-            "which frames to save: comma list of wrong, disagree, error=E, every=K, all "
-            f"(default {DEFAULT_KEEP})"
-        ),
-    )
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    engines.add_engine_arguments(parser)
-    parser.add_argument("--config", type=Path, default=None, help="drive config for policy and loop settings")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override")
-    parser.add_argument(
-        "--jpeg-quality", type=int, default=92, help="quality of the written JPEGs (default 92)"
-    )
-    add_domain_argument(parser)
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-
-
-def settings_from_args(args: argparse.Namespace) -> CollectSettings:
-    return CollectSettings(
-        out=args.out,
-        runs=args.runs,
-        seed=args.seed,
-        kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
-        keep=parse_keep(args.keep),
-        jpeg_quality=args.jpeg_quality,
-        world=WorldConfig(domain=args.domain),
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    config = load_config(args.config)
-    config = with_overrides(config, [*args.set, f"model.bundle={args.model}"])
-    summary = collect(
-        settings, config, jobs=args.jobs, progress=not args.json, engine=engines.engine_from_args(args)
-    )
-    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
-    return 0

@@ -1,57 +1,30 @@
 """Clocks and per-stage timing statistics for the control loop.
 
-The loop reads time only through a `Clock`, so the same loop code runs in real time on the car
-(`MonotonicClock`) and as fast as the machine allows in the closed-loop evaluation (`SimulatedClock`, whose
-`sleep_until` just moves time forward).
+The loop reads time only through a `Clock` (`vision.clock`), so the same loop code runs in real time on the
+car (`MonotonicClock`) and as fast as the machine allows in the closed-loop evaluation (`SimulatedClock`,
+whose `sleep_until` just moves time forward).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from car.types import STAGES, StageTimings
 
+# The one clock, defined in vision (which the frame sources share); re-exported for the car's code.
+from vision.clock import Clock, MonotonicClock, SimulatedClock
 
-class Clock(Protocol):
-    def now(self) -> float:
-        """Monotonic seconds."""
-        ...
-
-    def sleep_until(self, t: float) -> None:
-        """Return at (or just after) time `t`; immediately if `t` has passed."""
-        ...
-
-
-class MonotonicClock:
-    """Wall time: `time.monotonic`, the same clock the frame sources stamp frames with."""
-
-    def now(self) -> float:
-        return time.monotonic()
-
-    def sleep_until(self, t: float) -> None:
-        delay = t - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-
-
-@dataclass(slots=True)
-class SimulatedClock:
-    """Time that passes only when told to: `advance(dt)` or `sleep_until(t)`."""
-
-    t: float = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep_until(self, t: float) -> None:
-        self.t = max(self.t, t)
-
-    def advance(self, dt: float) -> None:
-        self.t += dt
+__all__ = [
+    "Clock",
+    "MonotonicClock",
+    "SimulatedClock",
+    "StageStat",
+    "TimingRecorder",
+    "format_stats",
+    "stage_stat",
+]
 
 
 @dataclass(frozen=True, slots=True)

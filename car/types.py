@@ -2,7 +2,8 @@
 
 One writer each: the policy makes `Decision`s, the loop makes `CommandRecord`, `AckRecord`,
 `StageTimings` and `DriveRecord`s. Faults are a closed set (`FaultKind`), so a typo is an error.
-These types import nothing heavy (no torch, no firmware code): the drive log's reader uses them on a desktop.
+These types import nothing heavy (no torch; from firmware_bridge only the `CommandKind` enum): the drive
+log's reader uses them on a desktop.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from firmware_bridge.host import CommandKind  # one enum for the concept; the log stores its values
 from vision.frame import GroundTruth
 from vision.labels import GO, STOP, label_name
 
@@ -80,11 +82,6 @@ class Decision:
     @property
     def label_name(self) -> str:
         return label_name(self.label)
-
-
-class CommandKind(StrEnum):
-    DRIVE = "DRIVE"
-    STOP = "STOP"
 
 
 @dataclass(frozen=True, slots=True)

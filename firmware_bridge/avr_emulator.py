@@ -442,6 +442,13 @@ class AvrEmulator:
         return int(answer[2]) / 1e6 if len(answer) == 3 else float("nan")
 
     # ------------------------------------------------------------------ observation
+    def emulated_s(self) -> float:
+        """The chip's emulated time now (s since its last reset), comparable with `PinSample.emulated_s`.
+
+        Tests assert timing in it: it advances only as the firmware runs, so a busy machine that slows the
+        emulation slows this clock with it."""
+        return int(self._command("time").split()[2]) / 1e6
+
     def pin_samples(self) -> list[PinSample]:
         """Every pin/state change so far, oldest first."""
         if self._trace is None:

@@ -22,10 +22,9 @@ from firmware_bridge.protocol import (
     Ack,
     AckResult,
     Drive,
-    Fault,
     FaultCode,
+    FaultReport,
     FirmwareState,
-    Frame,
     FrameParser,
     Message,
     MsgType,
@@ -34,6 +33,7 @@ from firmware_bridge.protocol import (
     Status,
     Stop,
     Version,
+    WireFrame,
     encode,
 )
 
@@ -43,8 +43,11 @@ MAX_QUEUED_EVENTS = 256
 
 
 class CommandKind(StrEnum):
-    DRIVE = "drive"
-    STOP = "stop"
+    """What the motors are told: the one enum for it, used by the control loop and its drive log too
+    (`car.types` re-exports it; the values are what the log's `cmd_kind` column holds)."""
+
+    DRIVE = "DRIVE"
+    STOP = "STOP"
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +259,8 @@ class HostSession:
         self._events.append(LinkFault(kind, detail))
 
     # ------------------------------------------------------------------ incoming
-    def receive(self, data: bytes, now: float) -> list[Frame]:
-        frames: list[Frame] = []
+    def receive(self, data: bytes, now: float) -> list[WireFrame]:
+        frames: list[WireFrame] = []
         for event in self._parser.feed(data, now):  # `now` lets a truncated reply expire at the gap
             if isinstance(event, Rejected):
                 self.report(
@@ -268,7 +271,7 @@ class HostSession:
             self._on_frame(event, now)
         return frames
 
-    def _on_frame(self, frame: Frame, now: float) -> None:
+    def _on_frame(self, frame: WireFrame, now: float) -> None:
         match frame.message:
             case Ack() as ack:
                 self._on_ack(ack, now)
@@ -280,7 +283,7 @@ class HostSession:
                 self._status = status
                 self._status_count += 1
                 self._state = status.state
-            case Fault() as fault:
+            case FaultReport() as fault:
                 self._fault_count += 1
                 self._state = fault.state
                 if fault.code is FaultCode.WATCHDOG:

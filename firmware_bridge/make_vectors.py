@@ -23,10 +23,9 @@ from firmware_bridge.protocol import (
     Direction,
     Disarm,
     Drive,
-    Fault,
     FaultCode,
+    FaultReport,
     FirmwareState,
-    Frame,
     FrameParser,
     Heartbeat,
     Hello,
@@ -36,6 +35,7 @@ from firmware_bridge.protocol import (
     StatusRequest,
     Stop,
     Version,
+    WireFrame,
     crc16_ccitt_false,
     encode,
 )
@@ -97,9 +97,9 @@ def _valid_frames() -> list[dict[str, object]]:
             Ack(3, MsgType.DRIVE, AckResult.NOT_ARMED, FirmwareState.WATCHDOG, 0, 0, 65535, 65535),
             3,
         ),
-        frame_entry("fault watchdog", Fault(FaultCode.WATCHDOG, 0, FirmwareState.WATCHDOG, 1), 4),
+        frame_entry("fault watchdog", FaultReport(FaultCode.WATCHDOG, 0, FirmwareState.WATCHDOG, 1), 4),
         frame_entry(
-            "fault unknown type 0x42", Fault(FaultCode.UNKNOWN_TYPE, 0x42, FirmwareState.ARMED, 2), 5
+            "fault unknown type 0x42", FaultReport(FaultCode.UNKNOWN_TYPE, 0x42, FirmwareState.ARMED, 2), 5
         ),
         frame_entry(
             "status",
@@ -157,10 +157,10 @@ class Chunk:
 def _run_stream(direction: Direction, chunks: list[Chunk], end_ms: int) -> dict[str, object]:
     accepted = HOST_TO_MCU if direction is Direction.HOST_TO_MCU else MCU_TO_HOST
     parser = FrameParser(accepted)
-    frames: list[Frame] = []
+    frames: list[WireFrame] = []
     for chunk in chunks:
-        frames += [e for e in parser.feed(chunk.data, chunk.t_ms / 1000.0) if isinstance(e, Frame)]
-    frames += [e for e in parser.expire(end_ms / 1000.0) if isinstance(e, Frame)]
+        frames += [e for e in parser.feed(chunk.data, chunk.t_ms / 1000.0) if isinstance(e, WireFrame)]
+    frames += [e for e in parser.expire(end_ms / 1000.0) if isinstance(e, WireFrame)]
     c = parser.counters
     return {
         "direction": direction.name.lower(),
@@ -234,7 +234,7 @@ def _run_scenario(steps: list[Chunk], end_ms: int) -> dict[str, object]:
 
     def collect(t_ms: int, out: bytes) -> None:
         for event in parser.feed(out):
-            assert isinstance(event, Frame), event
+            assert isinstance(event, WireFrame), event
             replies.append({"t_ms": t_ms, "hex": to_hex(event.raw)})
 
     # Let time run in 1 ms ticks so the watchdog fires at the first millisecond it may.

@@ -21,10 +21,9 @@ from firmware_bridge.protocol import (
     Arm,
     Disarm,
     Drive,
-    Fault,
     FaultCode,
+    FaultReport,
     FirmwareState,
-    Frame,
     FrameParser,
     Heartbeat,
     Hello,
@@ -35,6 +34,7 @@ from firmware_bridge.protocol import (
     StatusRequest,
     Stop,
     Version,
+    WireFrame,
     encode,
 )
 
@@ -122,6 +122,8 @@ class McuCore:
         self._last_discard_fault: float | None = None
         self._clamped = 0
         self._watchdog_trips = 0
+        self._watchdog_fired_at: float | None = None
+        self._watchdog_silence: float | None = None
         self._not_armed = 0
         self._discards: dict[FaultCode, int] = {}
         self._out: list[bytes] = []
@@ -130,6 +132,21 @@ class McuCore:
     @property
     def state(self) -> FirmwareState:
         return self._state
+
+    @property
+    def last_valid_at(self) -> float:
+        """When (this core's clock) the last valid frame arrived: the watchdog counts from here."""
+        return self._last_valid
+
+    @property
+    def watchdog_fired_at(self) -> float | None:
+        """When (this core's clock) the command watchdog last stopped the motors; None if it never did."""
+        return self._watchdog_fired_at
+
+    @property
+    def watchdog_silence(self) -> float | None:
+        """How long (this core's clock) the host had been silent when the watchdog last fired."""
+        return self._watchdog_silence
 
     @property
     def motor_left(self) -> int:
@@ -198,9 +215,11 @@ class McuCore:
         self._motor = 0
         self._state = FirmwareState.WATCHDOG
         self._watchdog_trips += 1
-        self._send(Fault(FaultCode.WATCHDOG, 0, self._state, _sat(self._watchdog_trips)))
+        self._watchdog_fired_at = now
+        self._watchdog_silence = now - self._last_valid
+        self._send(FaultReport(FaultCode.WATCHDOG, 0, self._state, _sat(self._watchdog_trips)))
 
-    def _handle(self, event: Frame | Rejected, now: float) -> None:
+    def _handle(self, event: WireFrame | Rejected, now: float) -> None:
         if isinstance(event, Rejected):
             self._report_discard(event, now)
             return
@@ -214,9 +233,9 @@ class McuCore:
         if self._last_discard_fault is not None and now - self._last_discard_fault < interval:
             return
         self._last_discard_fault = now
-        self._send(Fault(code, _fault_detail(rejected), self._state, _sat(self._discards[code])))
+        self._send(FaultReport(code, _fault_detail(rejected), self._state, _sat(self._discards[code])))
 
-    def _act(self, frame: Frame, now: float) -> None:
+    def _act(self, frame: WireFrame, now: float) -> None:
         message = frame.message
         result = AckResult.OK
         match message:

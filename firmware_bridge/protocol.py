@@ -233,7 +233,7 @@ class Ack(Message):
 
 @register
 @dataclass(frozen=True, slots=True)
-class Fault(Message):
+class FaultReport(Message):
     """Unsolicited: something went wrong on the firmware side."""
 
     TYPE: ClassVar[MsgType] = MsgType.FAULT
@@ -288,7 +288,7 @@ def types_received_by(direction: Direction) -> Mapping[int, type[Message]]:
 
 
 @dataclass(frozen=True, slots=True)
-class Frame:
+class WireFrame:
     """One decoded frame: its sequence number, its message, and the exact bytes it came from."""
 
     seq: int
@@ -309,7 +309,7 @@ def frame_size(message_type: type[Message]) -> int:
     return HEADER_SIZE + message_type.LAYOUT.size + CRC_SIZE
 
 
-def decode_body(raw: bytes, accepted: Mapping[int, type[Message]]) -> Frame:
+def decode_body(raw: bytes, accepted: Mapping[int, type[Message]]) -> WireFrame:
     """Decode a complete candidate frame whose SOF, LEN bound and CRC are already checked."""
     length, type_byte, seq = raw[1], raw[2], raw[3]
     message_type = accepted.get(type_byte)
@@ -325,10 +325,10 @@ def decode_body(raw: bytes, accepted: Mapping[int, type[Message]]) -> Frame:
         message = message_type.unpack_payload(payload)
     except ValueError as exc:  # an enum field with an undefined value
         raise DecodeError(RejectReason.BAD_VALUE, f"{message_type.__name__}: {exc}") from exc
-    return Frame(seq=seq, message=message, raw=bytes(raw))
+    return WireFrame(seq=seq, message=message, raw=bytes(raw))
 
 
-def decode(raw: bytes, accepted: Mapping[int, type[Message]] = MESSAGE_TYPES) -> Frame:
+def decode(raw: bytes, accepted: Mapping[int, type[Message]] = MESSAGE_TYPES) -> WireFrame:
     """Decode exactly one complete frame (no leading or trailing bytes) or raise DecodeError."""
     if len(raw) < HEADER_SIZE + CRC_SIZE or raw[0] != SOF:
         raise DecodeError(RejectReason.TRUNCATED, f"{len(raw)} bytes do not start a complete frame")
@@ -428,9 +428,9 @@ class FrameParser:
             return None
         return self._last_rx + self._gap_timeout_s
 
-    def feed(self, data: bytes, now: float | None = None) -> list[Frame | Rejected]:
+    def feed(self, data: bytes, now: float | None = None) -> list[WireFrame | Rejected]:
         """Add received bytes (arrived at monotonic time `now`; None = no gap timing) and return events."""
-        events: list[Frame | Rejected] = []
+        events: list[WireFrame | Rejected] = []
         if now is not None:
             events.extend(self.expire(now))
             self._last_rx = now
@@ -438,9 +438,9 @@ class FrameParser:
         self._drain(events)
         return events
 
-    def expire(self, now: float) -> list[Frame | Rejected]:
+    def expire(self, now: float) -> list[WireFrame | Rejected]:
         """Discard a started frame whose next byte is more than the gap timeout late (PROTOCOL.md §4)."""
-        events: list[Frame | Rejected] = []
+        events: list[WireFrame | Rejected] = []
         if not self._buf or self._last_rx is None or now - self._last_rx <= self._gap_timeout_s:
             return events
         while self._buf:
@@ -449,11 +449,13 @@ class FrameParser:
             self._drain(events)
         return events
 
-    def _reject(self, events: list[Frame | Rejected], reason: RejectReason, raw: bytes, detail: str) -> None:
+    def _reject(
+        self, events: list[WireFrame | Rejected], reason: RejectReason, raw: bytes, detail: str
+    ) -> None:
         self._counts[_COUNTER_OF_REASON[reason]] += 1
         events.append(Rejected(reason, raw, detail))
 
-    def _drain(self, events: list[Frame | Rejected]) -> None:
+    def _drain(self, events: list[WireFrame | Rejected]) -> None:
         buf = self._buf
         while buf:
             if buf[0] != SOF:

@@ -65,6 +65,9 @@ class McuSnapshot:
     bytes_received: int
     bytes_sent: int
     at: float
+    last_valid_at: float = 0.0  # the MCU's clock: when the last valid frame arrived
+    watchdog_fired_at: float | None = None  # the MCU's clock: when the watchdog last stopped the motors
+    watchdog_silence: float | None = None  # the MCU's clock: how long the host was silent when it fired
 
     @property
     def motor_fraction(self) -> float:
@@ -250,6 +253,9 @@ class VirtualMcu:
                 bytes_received=self._bytes_received,
                 bytes_sent=self._bytes_sent,
                 at=self._clock(),
+                last_valid_at=core.last_valid_at,
+                watchdog_fired_at=core.watchdog_fired_at,
+                watchdog_silence=core.watchdog_silence,
             )
 
     @property

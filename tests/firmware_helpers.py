@@ -13,7 +13,7 @@ import serial
 
 from firmware_bridge.link import SerialLink
 from firmware_bridge.mcu import FirmwareConfig
-from firmware_bridge.protocol import MCU_TO_HOST, Frame, FrameParser
+from firmware_bridge.protocol import MCU_TO_HOST, FrameParser, WireFrame
 from firmware_bridge.virtual_mcu import VirtualMcu
 
 VECTORS_PATH = Path(__file__).resolve().parent.parent / "firmware_bridge" / "test_vectors.json"
@@ -36,6 +36,24 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 2.0, poll_s: fl
             return True
         time.sleep(poll_s)
     return predicate()
+
+
+def watchdog_silence_s(mcu: object) -> float:
+    """On the microcontroller's own clock: from the command that last set the motors going to the command
+    watchdog stopping them. The virtual MCU stamps both on its core; the emulated AVR's pin trace has them
+    in emulated time. A busy machine delays the test thread, not these stamps."""
+    from firmware_bridge.avr_emulator import AvrEmulator
+
+    if isinstance(mcu, AvrEmulator):
+        samples = mcu.pin_samples()
+        moving = [s.left.permille != 0 for s in samples]
+        stop = max(i for i in range(1, len(samples)) if moving[i - 1] and not moving[i])
+        start = max(i for i in range(stop) if moving[i] and (i == 0 or not moving[i - 1]))
+        return samples[stop].emulated_s - samples[start].emulated_s
+    assert isinstance(mcu, VirtualMcu)
+    silence = mcu.snapshot().watchdog_silence
+    assert silence is not None, "the watchdog never fired"
+    return silence
 
 
 @contextmanager
@@ -65,12 +83,12 @@ def raw_port(path: str) -> Iterator[serial.Serial]:
         port.close()
 
 
-def read_frames(port: serial.Serial, count: int, timeout_s: float = 1.0) -> list[Frame]:
+def read_frames(port: serial.Serial, count: int, timeout_s: float = 1.0) -> list[WireFrame]:
     """Read MCU frames from a raw port until `count` decoded or the timeout."""
     parser = FrameParser(MCU_TO_HOST)
-    frames: list[Frame] = []
+    frames: list[WireFrame] = []
     deadline = time.monotonic() + timeout_s
     while len(frames) < count and time.monotonic() < deadline:
         data = port.read(max(1, port.in_waiting))
-        frames += [e for e in parser.feed(data) if isinstance(e, Frame)]
+        frames += [e for e in parser.feed(data) if isinstance(e, WireFrame)]
     return frames

@@ -1,6 +1,7 @@
 """The intensity baseline: the published rule exactly, and `car baseline` on a tiny hand-made set."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ def _image_with_dark_pixels(n_dark: int, dark: int = 60, light: int = 61) -> np.
     return np.repeat(flat.reshape(SIDE, SIDE, 1), 3, axis=2)
 
 
-def test_rule_dark_is_at_most_cutoff_and_stop_is_strictly_more_than_share():
+def test_rule_dark_is_at_most_cutoff_and_stop_is_strictly_more_than_share() -> None:
     baseline = IntensityBaseline()
     # 0.065 × 50176 pixels = 3261.4: 3262 dark pixels (share 0.06501) is STOP, 3261 (0.06499) is GO
     assert baseline.predict(_image_with_dark_pixels(3262)) == 1
@@ -38,7 +39,7 @@ def test_rule_dark_is_at_most_cutoff_and_stop_is_strictly_more_than_share():
     assert mean_intensities(batch).tolist() == [61.0, 60.0]
 
 
-def test_bad_parameters():
+def test_bad_parameters() -> None:
     with pytest.raises(VisionError, match="cutoff"):
         IntensityBaseline(cutoff=256)
     with pytest.raises(VisionError, match="share"):
@@ -59,13 +60,13 @@ HAND_MADE = [
 
 
 @pytest.fixture
-def hand_made(tmp_path):
+def hand_made(tmp_path: Path) -> Path:
     for stem, dark in HAND_MADE:
         write_rgb(tmp_path / f"{stem}.png", _image_with_dark_pixels(dark, dark=20, light=180))
     return tmp_path
 
 
-def test_command_json_numbers_by_hand(hand_made, capsys):
+def test_command_json_numbers_by_hand(hand_made: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["baseline", str(hand_made), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     # confusion [[3, 1], [1, 3]]: accuracy 6/8; GO precision 3/4, recall 3/4; STOP the same
@@ -76,7 +77,7 @@ def test_command_json_numbers_by_hand(hand_made, capsys):
     assert result["n"] == 8 and result["cutoff"] == 60 and result["share"] == 0.065
 
 
-def test_command_options_change_the_rule(hand_made, capsys):
+def test_command_options_change_the_rule(hand_made: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # a larger share (0.1 = 5018 pixels) turns 1_f (3262 dark pixels) into GO
     assert main(["baseline", str(hand_made), "--json", "--share", "0.1"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -86,7 +87,7 @@ def test_command_options_change_the_rule(hand_made, capsys):
     assert json.loads(capsys.readouterr().out)["confusion"] == [[4, 0], [4, 0]]
 
 
-def test_command_table_and_plots(hand_made, tmp_path, capsys):
+def test_command_table_and_plots(hand_made: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plots = tmp_path / "plots"
     assert main(["baseline", str(hand_made), "--plots", str(plots)]) == 0
     out = capsys.readouterr().out
@@ -96,7 +97,7 @@ def test_command_table_and_plots(hand_made, tmp_path, capsys):
         assert image.shape[0] > 100 and image.std() > 5
 
 
-def test_command_errors_are_one_line(tmp_path, capsys):
+def test_command_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["baseline", str(tmp_path / "missing")]) == 2
     assert "no such folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:

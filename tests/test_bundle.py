@@ -6,7 +6,9 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -27,7 +29,7 @@ def bundle_copy(made: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(made, tmp_path / "copy"))
 
 
-def test_bundle_has_every_file_and_a_complete_manifest(made: Path):
+def test_bundle_has_every_file_and_a_complete_manifest(made: Path) -> None:
     bundle = load_bundle(made)
     m = bundle.manifest
     assert (m.name, m.arch, m.labels, m.threshold) == ("tiny", "edge", ("GO", "STOP"), 0.5)
@@ -42,26 +44,26 @@ def test_bundle_has_every_file_and_a_complete_manifest(made: Path):
     assert load_bundle(made / "manifest.json").sha256 == bundle.sha256
 
 
-def test_manifest_json_round_trips(made: Path):
+def test_manifest_json_round_trips(made: Path) -> None:
     manifest = load_bundle(made).manifest
     again = BundleManifest.from_json(manifest.to_json(), "test")
     assert again == manifest
 
 
-def test_missing_file_is_named(bundle_copy: Path):
+def test_missing_file_is_named(bundle_copy: Path) -> None:
     (bundle_copy / "model.onnx").unlink()
     with pytest.raises(BundleError, match=r"model\.onnx: missing onnx file"):
         load_bundle(bundle_copy)
 
 
-def test_truncated_file_is_named(bundle_copy: Path):
+def test_truncated_file_is_named(bundle_copy: Path) -> None:
     path = bundle_copy / "weights.pt"
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(BundleError, match=r"weights\.pt: truncated \(1000 bytes"):
         load_bundle(bundle_copy)
 
 
-def test_swapped_content_fails_the_hash(bundle_copy: Path):
+def test_swapped_content_fails_the_hash(bundle_copy: Path) -> None:
     path = bundle_copy / "model.onnx"
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
@@ -71,7 +73,7 @@ def test_swapped_content_fails_the_hash(bundle_copy: Path):
     assert load_bundle(bundle_copy, verify=False).manifest.arch == "edge"
 
 
-def test_missing_or_damaged_manifest(bundle_copy: Path, tmp_path: Path):
+def test_missing_or_damaged_manifest(bundle_copy: Path, tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="no such model bundle folder"):
         load_bundle(tmp_path / "nowhere")
     manifest = bundle_copy / "manifest.json"
@@ -94,7 +96,9 @@ def test_missing_or_damaged_manifest(bundle_copy: Path, tmp_path: Path):
         (lambda d: d.pop("arch"), "missing key"),
     ],
 )
-def test_bad_manifest_values_are_clear_errors(bundle_copy: Path, edit, message: str):
+def test_bad_manifest_values_are_clear_errors(
+    bundle_copy: Path, edit: Callable[[dict[str, Any]], object], message: str
+) -> None:
     path = bundle_copy / "manifest.json"
     doc = json.loads(path.read_text())
     edit(doc)
@@ -103,7 +107,7 @@ def test_bad_manifest_values_are_clear_errors(bundle_copy: Path, edit, message: 
         load_bundle(bundle_copy)
 
 
-def test_weights_of_another_arch_are_rejected(bundle_copy: Path):
+def test_weights_of_another_arch_are_rejected(bundle_copy: Path) -> None:
     from vision.torch_model import load_torch_network
 
     path = bundle_copy / "manifest.json"
@@ -114,7 +118,7 @@ def test_weights_of_another_arch_are_rejected(bundle_copy: Path):
         load_torch_network(load_bundle(bundle_copy))
 
 
-def test_torch_twin_loads_safely_and_matches(made: Path):
+def test_torch_twin_loads_safely_and_matches(made: Path) -> None:
     from vision.torch_model import load_torch_network
 
     network = load_torch_network(load_bundle(made))
@@ -123,12 +127,12 @@ def test_torch_twin_loads_safely_and_matches(made: Path):
     assert all(isinstance(v, torch.Tensor) for v in state.values())
 
 
-def test_default_bundle_lives_in_the_repository():
+def test_default_bundle_lives_in_the_repository() -> None:
     assert DEFAULT_BUNDLE.parent == REPO_ROOT / "models"
     assert (REPO_ROOT / "pyproject.toml").is_file()
 
 
-def test_car_side_modules_do_not_import_torch():
+def test_car_side_modules_do_not_import_torch() -> None:
     code = (
         "import sys, vision.bundle, vision.detector, vision.quantize;"
         "assert 'torch' not in sys.modules, 'torch imported'; print('ok')"

@@ -39,7 +39,7 @@ def _label_folder(root: Path) -> Path:
     return root
 
 
-def test_label_prefix_scan_counts_and_masks(tmp_path):
+def test_label_prefix_scan_counts_and_masks(tmp_path: Path) -> None:
     scan = scan_folder(_label_folder(tmp_path / "set"))
     assert isinstance(scan, FolderScan)
     assert scan.layout == "label_prefix"
@@ -53,7 +53,7 @@ def test_label_prefix_scan_counts_and_masks(tmp_path):
     assert "skipped" in scan.summary()
 
 
-def test_load_dataset_skips_bad_files_and_keeps_labels_aligned(tmp_path):
+def test_load_dataset_skips_bad_files_and_keeps_labels_aligned(tmp_path: Path) -> None:
     data = load_dataset(_label_folder(tmp_path / "set"))
     assert data.images.shape == (3, 224, 224, 3) and data.images.dtype == np.uint8
     assert [it.path.name for it in data.items] == ["0_aaa.jpg", "1_bbb.jpg", "1_ccc.png"]
@@ -66,7 +66,7 @@ def test_load_dataset_skips_bad_files_and_keeps_labels_aligned(tmp_path):
     assert masks[1] is not None and masks[1].dtype == bool and masks[1].sum() == 50 * 30
 
 
-def test_load_images_is_strict_and_names_the_file(tmp_path):
+def test_load_images_is_strict_and_names_the_file(tmp_path: Path) -> None:
     scan = scan_folder(_label_folder(tmp_path / "set"))
     broken = [it for it in scan.items if it.path.name == "1_broken.jpg"]
     with pytest.raises(ImageReadError, match=r"1_broken\.jpg"):
@@ -75,7 +75,7 @@ def test_load_images_is_strict_and_names_the_file(tmp_path):
     assert load_images(good, size=64).shape == (2, 64, 64, 3)
 
 
-def test_free_blocked_layout(tmp_path):
+def test_free_blocked_layout(tmp_path: Path) -> None:
     for sub, value in (("free", 200), ("blocked", 10)):
         (tmp_path / sub).mkdir()
         for i in range(2):
@@ -90,7 +90,7 @@ def test_free_blocked_layout(tmp_path):
     assert data.images[0].mean() < 20 < data.images[3].mean()
 
 
-def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
+def test_empty_or_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(VisionError, match="no such folder"):
         scan_folder(tmp_path / "nope")
     (tmp_path / "bad").mkdir()
@@ -99,7 +99,7 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
         scan_folder(tmp_path / "bad")
 
 
-def test_manifest_round_trip_and_bad_line(tmp_path):
+def test_manifest_round_trip_and_bad_line(tmp_path: Path) -> None:
     record = ManifestRecord("1_x.jpg", 1, "can_path", 0.2, -0.01, "masks/1_x.png", 3, 0)
     (tmp_path / MANIFEST_NAME).write_text(record.to_json() + "\n\n")
     assert read_manifest(tmp_path) == [record]
@@ -116,7 +116,7 @@ def _free_blocked_folder(root: Path) -> Path:
     return root
 
 
-def test_load_folders_combines_layouts_in_order_and_counts_each_folder(tmp_path):
+def test_load_folders_combines_layouts_in_order_and_counts_each_folder(tmp_path: Path) -> None:
     from vision.datasets import load_folders
 
     first = _label_folder(tmp_path / "set")
@@ -136,7 +136,7 @@ def test_load_folders_combines_layouts_in_order_and_counts_each_folder(tmp_path)
         np.testing.assert_array_equal(image, load_images([item])[0])
 
 
-def test_load_folders_limit_draws_from_all_folders_and_repeats(tmp_path):
+def test_load_folders_limit_draws_from_all_folders_and_repeats(tmp_path: Path) -> None:
     from vision.datasets import load_folders
 
     roots = []
@@ -155,7 +155,7 @@ def test_load_folders_limit_draws_from_all_folders_and_repeats(tmp_path):
     assert len(load_folders(roots, limit=100).labels) == 20
 
 
-def test_load_folders_rejects_a_folder_given_twice_or_none(tmp_path):
+def test_load_folders_rejects_a_folder_given_twice_or_none(tmp_path: Path) -> None:
     from vision.datasets import load_folders
 
     root = _label_folder(tmp_path / "set")
@@ -170,7 +170,7 @@ def test_load_folders_rejects_a_folder_given_twice_or_none(tmp_path):
         load_folders([root], limit=0)
 
 
-def test_manifest_keeps_closed_loop_fields_and_old_lines_still_read(tmp_path):
+def test_manifest_keeps_closed_loop_fields_and_old_lines_still_read(tmp_path: Path) -> None:
     from vision.datasets import ClosedLoopFields
 
     loop = ClosedLoopFields(3, 123456, 41, 0.8125, "STOP", "stop_probability", "false_stop", "wrong", "m")

@@ -37,7 +37,7 @@ def batch() -> np.ndarray:
     return to_network_input(coloured_frames(4, 5)[0], Preprocessing())
 
 
-def test_registry_has_the_runtimes_and_builds_detectors(bundle_dir: Path, batch: np.ndarray):
+def test_registry_has_the_runtimes_and_builds_detectors(bundle_dir: Path, batch: np.ndarray) -> None:
     assert {"fp32", "int8", "torch"} <= set(RUNTIMES)
     bundle = load_bundle(bundle_dir)
     outputs = {}
@@ -53,7 +53,7 @@ def test_registry_has_the_runtimes_and_builds_detectors(bundle_dir: Path, batch:
         build_detector(bundle, "tensorrt")
 
 
-def test_session_threads_are_fixed(bundle_dir: Path):
+def test_session_threads_are_fixed(bundle_dir: Path) -> None:
     detector = OnnxDetector(load_bundle(bundle_dir), "fp32", threads=2)
     options = detector.session.get_session_options()
     assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 1
@@ -72,26 +72,26 @@ def test_session_threads_are_fixed(bundle_dir: Path):
         ([[0.0]], "numpy array"),
     ],
 )
-def test_bad_input_is_a_detector_error(bundle_dir: Path, bad: object, message: str):
+def test_bad_input_is_a_detector_error(bundle_dir: Path, bad: object, message: str) -> None:
     detector = OnnxDetector(load_bundle(bundle_dir))
     with pytest.raises(DetectorError, match=message):
         detector.predict(bad)  # type: ignore[arg-type]
 
 
-def test_non_finite_output_is_a_detector_error():
+def test_non_finite_output_is_a_detector_error() -> None:
     with pytest.raises(DetectorError, match="not finite"):
         check_probs(np.array([[0.5, np.nan]], np.float32), 1, "m.onnx")
     with pytest.raises(DetectorError, match="shape"):
         check_probs(np.zeros((1, 3), np.float32), 1, "m.onnx")
 
 
-def test_int8_runtime_needs_an_int8_model(tmp_path: Path):
+def test_int8_runtime_needs_an_int8_model(tmp_path: Path) -> None:
     bundle = build_bundle(build_network("edge"), "edge", tmp_path / "fp32only")
     with pytest.raises(BundleError, match="no 'onnx_int8' file"):
         OnnxDetector(bundle, "int8")
 
 
-def test_stop_decisions_use_the_threshold():
+def test_stop_decisions_use_the_threshold() -> None:
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]], np.float32)
     np.testing.assert_array_equal(stop_decisions(probs, 0.5), [0, 1, 0])
     np.testing.assert_array_equal(stop_decisions(probs, 0.05), [1, 1, 1])

@@ -45,7 +45,7 @@ def _run(capsys: pytest.CaptureFixture[str], bundle: Path, data: Path, runtime: 
 
 def test_json_has_the_report_keys_for_every_runtime(
     trained: Path, data: Path, capsys: pytest.CaptureFixture[str]
-):
+) -> None:
     results = {rt: _run(capsys, trained, data, rt) for rt in evaluate.RUNTIME_CHOICES}
     for runtime, doc in results.items():
         assert {"accuracy", "precision", "recall", "confusion", "n"} <= set(doc), runtime
@@ -59,7 +59,7 @@ def test_json_has_the_report_keys_for_every_runtime(
     assert results["torch"]["confusion"] == results["onnx"]["confusion"]
 
 
-def test_numbers_match_a_direct_computation(trained: Path, data: Path):
+def test_numbers_match_a_direct_computation(trained: Path, data: Path) -> None:
     from vision.bundle import load_bundle
     from vision.datasets import load_dataset
 
@@ -74,7 +74,7 @@ def test_numbers_match_a_direct_computation(trained: Path, data: Path):
 
 def test_text_output_shows_the_confusion_matrix(
     trained: Path, data: Path, capsys: pytest.CaptureFixture[str]
-):
+) -> None:
     args = argparse.Namespace(
         bundle=trained, data=data, runtime="onnx", threads=1, no_baseline=True, json=False
     )
@@ -83,14 +83,14 @@ def test_text_output_shows_the_confusion_matrix(
     assert "accuracy" in out and "confusion" in out and "STOP" in out
 
 
-def test_bad_inputs_are_clear_errors(trained: Path, tmp_path: Path):
+def test_bad_inputs_are_clear_errors(trained: Path, tmp_path: Path) -> None:
     with pytest.raises(VisionError, match="no such folder"):
         evaluate.evaluate(trained, tmp_path / "missing", with_baseline=False)
     with pytest.raises(VisionError, match=r"not a model bundle|no such model bundle"):
         evaluate.evaluate(tmp_path, tmp_path, with_baseline=False)
 
 
-def test_untrained_bundle_scores_worse_than_trained(trained: Path, data: Path, tmp_path: Path):
+def test_untrained_bundle_scores_worse_than_trained(trained: Path, data: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     untrained = build_bundle(build_network("edge"), "edge", tmp_path / "u").root
     bad = evaluate.evaluate(untrained, data, runtime="onnx", with_baseline=False)

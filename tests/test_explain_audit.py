@@ -118,7 +118,7 @@ def test_focus_is_high_for_the_can_detector_and_near_random_for_a_random_network
     with DriveLogReader(drive) as log:
         records = [r for r in log.records() if r.rgb is not None and r.truth is not None]
     x = frame_inputs([r.rgb for r in records], PREP)  # type: ignore[misc]
-    masks = [mask_to_input(r.truth.mask, PREP.input_size) for r in records]  # type: ignore[union-attr, arg-type]
+    masks = [mask_to_input(r.truth.mask, PREP.input_size) for r in records]  # type: ignore[arg-type]
     background = frame_inputs([records[0].rgb, records[3].rgb, records[6].rgb], PREP)  # type: ignore[list-item]
 
     def mean_focus(network: torch.nn.Module) -> tuple[float, float]:

@@ -65,7 +65,7 @@ def test_every_registered_method_audits_a_drive(method: str, drive: Path, tmp_pa
     assert set(result.numbers.faithfulness_by_method) == set(EXPLAINERS)
     assert result.numbers.faithfulness == result.numbers.faithfulness_by_method[method]
     # The can detector's STOP rests on the dark can below the horizon, whatever the method.
-    assert result.numbers["below_horizon_mean"] > 0.8  # type: ignore[operator]
+    assert result.numbers["below_horizon_mean"] > 0.8
 
 
 def test_cli_method_choices_come_from_the_registry_and_json_keeps_its_keys(

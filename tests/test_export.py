@@ -49,7 +49,7 @@ def int8_bundle(tmp_path_factory: pytest.TempPathFactory, calib: LabelledFrames)
     ).root
 
 
-def test_onnx_is_valid_single_file_opset_at_most_20_with_dynamic_batch(int8_bundle: Path):
+def test_onnx_is_valid_single_file_opset_at_most_20_with_dynamic_batch(int8_bundle: Path) -> None:
     bundle = load_bundle(int8_bundle)
     for role in ("onnx", "onnx_int8"):
         model = onnx.load(str(bundle.path_of(role)))
@@ -69,7 +69,7 @@ def test_onnx_is_valid_single_file_opset_at_most_20_with_dynamic_batch(int8_bund
         assert detector.predict(np.zeros((n, 3, 224, 224), np.float32)).shape == (n, 2)
 
 
-def test_parity_with_torch_on_real_frames(int8_bundle: Path, tmp_path: Path):
+def test_parity_with_torch_on_real_frames(int8_bundle: Path, tmp_path: Path) -> None:
     """Frames written to JPEG and read back through the dataset loader, as the car's folder source does."""
     from vision.datasets import load_dataset
     from vision.torch_model import load_torch_network
@@ -84,7 +84,7 @@ def test_parity_with_torch_on_real_frames(int8_bundle: Path, tmp_path: Path):
     assert bundle.manifest.metrics.onnx_parity_max_abs <= 1e-5
 
 
-def test_parity_violation_is_an_error():
+def test_parity_violation_is_an_error() -> None:
     a = np.zeros((4, 2), np.float32)
     assert _check_parity(a, a + 5e-6, Path("m.onnx"), 4) == pytest.approx(5e-6)
     with pytest.raises(ExportError, match=r"max \|Δprob\| = 1\.00e-04 on 4 frames"):
@@ -93,7 +93,9 @@ def test_parity_violation_is_an_error():
         _check_parity(a, a + np.nan, Path("m.onnx"), 4)
 
 
-def test_int8_keeps_sigmoid_float_and_records_accuracy_change(int8_bundle: Path, calib: LabelledFrames):
+def test_int8_keeps_sigmoid_float_and_records_accuracy_change(
+    int8_bundle: Path, calib: LabelledFrames
+) -> None:
     bundle = load_bundle(int8_bundle)
     model = onnx.load(str(bundle.path_of("onnx_int8")))
     producers = {out: node for node in model.graph.node for out in node.output}
@@ -108,16 +110,17 @@ def test_int8_keeps_sigmoid_float_and_records_accuracy_change(int8_bundle: Path,
     x = to_network_input(calib.images[:8], prep)
     fp32 = OnnxDetector(bundle, "fp32").predict(x)
     int8 = OnnxDetector(bundle, "int8").predict(x)
+    assert m.int8_max_abs_prob_diff is not None
     assert 0 < np.max(np.abs(int8 - fp32)) <= max(0.05, m.int8_max_abs_prob_diff)
 
 
-def test_int8_without_frames_fails_before_writing_anything(tmp_path: Path):
+def test_int8_without_frames_fails_before_writing_anything(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="--calib"):
         build_bundle(build_network("edge"), "edge", tmp_path / "x", None, int8=True)
     assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) == []
 
 
-def test_car_export_rebuilds_onnx_and_int8_from_weights(int8_bundle: Path, tmp_path: Path):
+def test_car_export_rebuilds_onnx_and_int8_from_weights(int8_bundle: Path, tmp_path: Path) -> None:
     from car.commands import export
 
     copy = Path(shutil.copytree(int8_bundle, tmp_path / "b"))
@@ -144,7 +147,7 @@ def test_car_export_rebuilds_onnx_and_int8_from_weights(int8_bundle: Path, tmp_p
     assert convs and all(producers.get(c.input[1]) == "DequantizeLinear" for c in convs)
 
 
-def test_car_export_int8_needs_calib(int8_bundle: Path):
+def test_car_export_int8_needs_calib(int8_bundle: Path) -> None:
     from car.commands import export
     from vision.errors import VisionError
 
@@ -169,7 +172,7 @@ def _op_sequence(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("arch", ["seed", "edge"])
-def test_relu_before_pool_twin_is_bit_exact_and_leaves_the_network_alone(arch: str):
+def test_relu_before_pool_twin_is_bit_exact_and_leaves_the_network_alone(arch: str) -> None:
     torch.manual_seed(3)
     network = build_network(arch).eval()
     published = [type(m).__name__ for m in network.features]
@@ -186,7 +189,7 @@ def test_relu_before_pool_twin_is_bit_exact_and_leaves_the_network_alone(arch: s
 
 def test_exported_graph_order_is_recorded_and_parity_checked_against_the_published_network(
     int8_bundle: Path, tmp_path: Path
-):
+) -> None:
     bundle = load_bundle(int8_bundle)
     assert onnx_graph_order(bundle.path_of("onnx")) == DEFAULT_GRAPH_ORDER == "winograd"
     assert bundle.manifest.metrics.onnx_parity_max_abs <= 1e-5
@@ -204,7 +207,7 @@ def test_exported_graph_order_is_recorded_and_parity_checked_against_the_publish
     assert new.manifest.files["weights"].sha256 == old.manifest.files["weights"].sha256
 
 
-def test_unknown_graph_order_is_an_error_before_writing_anything(tmp_path: Path):
+def test_unknown_graph_order_is_an_error_before_writing_anything(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="choose one of"):
         build_bundle(build_network("edge"), "edge", tmp_path / "x", graph_order="upside-down")
     assert list(tmp_path.iterdir()) == []
@@ -247,7 +250,7 @@ def _phase_major(image: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("phase_input", [False, True])
 @pytest.mark.parametrize("phase_output", [False, True])
-def test_winograd_stage_computes_conv_pool_relu(phase_input: bool, phase_output: bool):
+def test_winograd_stage_computes_conv_pool_relu(phase_input: bool, phase_output: bool) -> None:
     torch.manual_seed(5)
     conv = nn.Conv2d(32, 24, 3, padding=1)
     x = torch.randn(2, 32, 16, 16)
@@ -261,12 +264,12 @@ def test_winograd_stage_computes_conv_pool_relu(phase_input: bool, phase_output:
     assert float(reference.abs().max()) > 0.1 and torch.count_nonzero(reference == 0) > 0  # ReLU did cut
 
 
-def test_winograd_stage_rejects_a_side_it_cannot_tile():
+def test_winograd_stage_rejects_a_side_it_cannot_tile() -> None:
     with pytest.raises(ValueError, match="multiple of 4"):
         WinogradConvPoolReLU(nn.Conv2d(32, 8, 3, padding=1), 14, phase_input=False, phase_output=True)
 
 
-def test_winograd_twin_chains_wide_stages_and_permutes_the_head():
+def test_winograd_twin_chains_wide_stages_and_permutes_the_head() -> None:
     torch.manual_seed(6)
     network = StagedNet().eval()
     before = {k: v.clone() for k, v in network.state_dict().items()}
@@ -275,14 +278,14 @@ def test_winograd_twin_chains_wide_stages_and_permutes_the_head():
     assert kinds == ["Conv2d", "MaxPool2d", "ReLU", "WinogradConvPoolReLU", "WinogradConvPoolReLU"]
     first, second = twin.features[3], twin.features[4]
     assert not first.phase_input and first.phase_output and second.phase_input  # the RGB stage stays direct
-    assert not torch.equal(twin.classifier[2].weight, network.classifier[2].weight)
+    assert not torch.equal(twin.classifier[2].weight, network.classifier[2].weight)  # type: ignore[arg-type]
     x = torch.randn(3, 3, 32, 32)
     with torch.inference_mode():
         assert torch.max(torch.abs(twin(x) - network(x))) <= 1e-6
     assert all(torch.equal(v, network.state_dict()[k]) for k, v in before.items())  # caller's untouched
 
 
-def test_winograd_twin_rewrites_only_stages_that_can_stay_phase_major():
+def test_winograd_twin_rewrites_only_stages_that_can_stay_phase_major() -> None:
     torch.manual_seed(7)
     narrow_last = StagedNet(widths=(3, 32, 32, 8), side=32)  # 32→8: still ≥ 32 input channels
     assert sum(isinstance(m, WinogradConvPoolReLU) for m in winograd_twin(narrow_last, 32).features) == 2
@@ -293,7 +296,7 @@ def test_winograd_twin_rewrites_only_stages_that_can_stay_phase_major():
     assert not any(isinstance(m, WinogradConvPoolReLU) for m in twin.features)  # nor the stage before it
 
 
-def test_seed_winograd_twin_matches_the_published_network():
+def test_seed_winograd_twin_matches_the_published_network() -> None:
     torch.manual_seed(8)
     network = build_network("seed").eval()
     twin = winograd_twin(network, 224).eval()
@@ -312,7 +315,7 @@ def registered(name: str, factory: Callable[[], nn.Module]) -> Iterator[None]:
         ARCHITECTURES.pop(name, None)
 
 
-def test_winograd_bundle_is_parity_checked_and_its_int8_quantises_only_trained_layers(tmp_path: Path):
+def test_winograd_bundle_is_parity_checked_and_its_int8_quantises_only_trained_layers(tmp_path: Path) -> None:
     torch.manual_seed(9)
     prep = Preprocessing(input_size=32)
     rng = np.random.default_rng(10)

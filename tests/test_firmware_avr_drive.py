@@ -32,7 +32,7 @@ def test_sim_avr_config_selects_the_emulated_firmware() -> None:
 
 
 def test_closed_loop_drive_on_the_emulated_firmware(tmp_path: Path) -> None:
-    from tests.test_loop import quiet, tiny_bundle
+    from tests.test_loop import assert_paced, quiet, tiny_bundle
 
     bundle = tiny_bundle(tmp_path / "bundles", "always_go")
     config = with_overrides(load_config(SIM_AVR), [f"model.bundle={bundle}", "loop.duration_s=1.5"])
@@ -54,20 +54,22 @@ def test_closed_loop_drive_on_the_emulated_firmware(tmp_path: Path) -> None:
     s = result.summary
     assert s.end_reason == "duration"
     assert dict(s.fault_counts) == {}
-    assert 20 <= s.ticks <= 50  # 30 Hz for 1.5 s; fewer when the machine is overloaded
+    assert s.ticks >= 3  # 30 Hz for 1.5 s on the loop's clock: asserted by assert_paced below
     assert max(pin_motor) == pytest.approx(0.5)  # DRIVE 0.5 reached the emulated motor pins
     assert "1.0.0" in result.firmware
     with DriveLogReader(log_path) as log:
         records = list(log.records())
     acks = [r.ack for r in records if r.ack is not None]
     assert len(acks) >= s.ticks - 2
+    assert_paced(records, rate_hz=30.0, duration_s=1.5)
     assert any(a.motor_left == pytest.approx(0.5) and a.state == "DRIVING" for a in acks)
-    assert max(a.rtt_s for a in acks if a.rtt_s is not None) < 0.1  # within the ack bound
+    # every ACK came within the ack bound: a later one would be an ack_missing fault (none above)
+    assert all(a.rtt_s > 0 for a in acks if a.rtt_s is not None)
     distances = [
         r.truth.distance_m for r in records[:-1] if r.truth is not None and r.truth.distance_m is not None
     ]
     assert distances[-1] < distances[0] - 0.1  # the firmware's motor output moved the simulated car
     assert records[-1].command is not None and records[-1].command.kind is CommandKind.STOP
     stats = devices[0].stats
-    assert stats is not None and stats.max_lag_ms < 100.0
+    assert stats is not None  # its lag (stats.max_lag_ms) measures the machine, not the firmware
     assert not devices[0].is_running  # stopped at the end of the drive

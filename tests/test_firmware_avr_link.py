@@ -31,7 +31,10 @@ link_tests = pytest.importorskip("tests.test_link")
 pty_tests = pytest.importorskip("tests.test_virtual_mcu")
 
 # The tests of tests/test_link.py that talk to a microcontroller on a pty. The others exercise
-# socket://, loop:// or the in-process loopback, where no microcontroller runs.
+# socket://, loop:// or the in-process loopback, where no microcontroller runs. Left out as duplicates of
+# tests/test_firmware_avr.py, which checks the same on the emulated pins in emulated time:
+# test_heartbeats_from_the_loop_keep_the_car_driving (test_heartbeats_keep_the_car_driving) and, below,
+# test_virtual_mcu_watchdog_over_a_pty_within_tolerance (test_command_watchdog_stops_in_real_time).
 SHARED_TESTS = (
     "test_handshake_reports_firmware_version_watchdog_and_limits",
     "test_handshake_refuses_a_firmware_without_watchdog",
@@ -40,7 +43,6 @@ SHARED_TESTS = (
     "test_drive_stop_round_trip_with_acks_and_rtt",
     "test_speed_outside_limits_is_clamped_and_reported",
     "test_watchdog_stops_a_silent_host_and_the_host_sees_it_in_the_next_ack",
-    "test_heartbeats_from_the_loop_keep_the_car_driving",
     "test_send_never_waits_for_the_ack_and_a_missing_ack_is_a_fault",
     "test_corrupt_replies_are_discarded_by_the_host_and_it_resynchronises",
     "test_port_vanishes_is_reported_and_reopened_without_rearming",
@@ -50,10 +52,7 @@ SHARED_TESTS = (
 )
 # The pty-level tests of tests/test_virtual_mcu.py that need nothing beyond what the board shows (the
 # others read the firmware's internal counters from the virtual MCU's snapshot).
-SHARED_PTY_TESTS = (
-    "test_virtual_mcu_watchdog_over_a_pty_within_tolerance",
-    "test_vanish_removes_the_path_and_reappear_restores_it_rebooted",
-)
+SHARED_PTY_TESTS = ("test_vanish_removes_the_path_and_reappear_restores_it_rebooted",)
 
 
 @contextmanager

@@ -183,7 +183,7 @@ def test_a_file_that_is_not_a_state_dict_is_a_one_line_error(
     make: object, match: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     weights = tmp_path / "w.pth"
-    make(weights)  # type: ignore[operator]
+    make(weights)
     assert main(import_args(weights, tmp_path / "out")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err and str(weights) in err

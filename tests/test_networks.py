@@ -16,7 +16,7 @@ def _layer_types(net: nn.Module) -> list[type[nn.Module]]:
     return [type(m) for m in net.modules() if not isinstance(m, nn.Sequential) and m is not net]
 
 
-def test_seed_is_the_published_architecture():
+def test_seed_is_the_published_architecture() -> None:
     net = SeedNet()
     assert _layer_types(net) == [
         nn.Conv2d, nn.MaxPool2d, nn.ReLU,
@@ -38,7 +38,7 @@ def test_seed_is_the_published_architecture():
 
 
 @pytest.mark.parametrize("arch", names("gostop"))
-def test_shap_rules_own_modules_nothing_inplace_no_functional_calls(arch: str):
+def test_shap_rules_own_modules_nothing_inplace_no_functional_calls(arch: str) -> None:
     net = build_network(arch)
     leaves = [m for m in net.modules() if not list(m.children())]
     assert len({id(m) for m in leaves}) == len(leaves)  # no layer instance used twice
@@ -50,7 +50,7 @@ def test_shap_rules_own_modules_nothing_inplace_no_functional_calls(arch: str):
 
 
 @pytest.mark.parametrize("arch", ["seed", "edge"])
-def test_two_sigmoid_outputs_for_a_224_rgb_batch(arch: str):
+def test_two_sigmoid_outputs_for_a_224_rgb_batch(arch: str) -> None:
     torch.manual_seed(0)
     net = build_network(arch).eval()
     with torch.inference_mode():
@@ -58,7 +58,7 @@ def test_two_sigmoid_outputs_for_a_224_rgb_batch(arch: str):
     assert out.shape == (3, 2) and bool(((out > 0) & (out < 1)).all())
 
 
-def test_edge_is_small(tmp_path: Path):
+def test_edge_is_small(tmp_path: Path) -> None:
     from vision.export import export_onnx
 
     net = EdgeNet()
@@ -67,7 +67,7 @@ def test_edge_is_small(tmp_path: Path):
     assert path.stat().st_size <= 2 * 1024 * 1024
 
 
-def test_deepshap_walks_edge_and_attributions_add_up():
+def test_deepshap_walks_edge_and_attributions_add_up() -> None:
     shap = pytest.importorskip("shap")
     torch.manual_seed(0)
     net = build_network("edge").eval()
@@ -79,7 +79,7 @@ def test_deepshap_walks_edge_and_attributions_add_up():
     assert len(values) == 2 and values[0].shape == (1, 3, 224, 224)
 
 
-def test_unknown_arch_is_a_clear_error():
+def test_unknown_arch_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="choose one of"):
         build_network("resnet")
 

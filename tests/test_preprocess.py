@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -5,7 +7,7 @@ from vision import imageio
 from vision.preprocess import Preprocessing, fit_to_input, preprocess, to_network_input
 
 
-def test_fit_to_input_centre_crops_preserving_aspect():
+def test_fit_to_input_centre_crops_preserving_aspect() -> None:
     img = np.zeros((240, 320, 3), np.uint8)
     img[:, 40:280] = 200  # the centred 240×240 square is bright, the side bands dark
     out = fit_to_input(img, 224)
@@ -13,12 +15,12 @@ def test_fit_to_input_centre_crops_preserving_aspect():
     assert out.min() == 200
 
 
-def test_fit_to_input_is_identity_at_size():
+def test_fit_to_input_is_identity_at_size() -> None:
     img = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
     assert fit_to_input(img) is img
 
 
-def test_normalisation_matches_imagenet_formula():
+def test_normalisation_matches_imagenet_formula() -> None:
     prep = Preprocessing()
     img = np.full((224, 224, 3), (255, 0, 128), np.uint8)
     x = to_network_input(img, prep)
@@ -27,7 +29,7 @@ def test_normalisation_matches_imagenet_formula():
     np.testing.assert_allclose(x[0, :, 0, 0], expected, rtol=1e-6)
 
 
-def test_channel_order_survives_disk_round_trip(tmp_path):
+def test_channel_order_survives_disk_round_trip(tmp_path: Path) -> None:
     """A pure-red image written and read back is red in channel 0: no BGR/RGB mix-up anywhere."""
     red = np.zeros((224, 224, 3), np.uint8)
     red[..., 0] = 250
@@ -39,7 +41,7 @@ def test_channel_order_survives_disk_round_trip(tmp_path):
     assert x[0, 0].mean() > 1.5 and x[0, 2].mean() < -1.5
 
 
-def test_wrong_input_is_a_clear_error():
+def test_wrong_input_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="RGB uint8"):
         fit_to_input(np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match="fit_to_input"):

@@ -21,7 +21,6 @@ from firmware_bridge.protocol import (
     DecodeError,
     Drive,
     FirmwareState,
-    Frame,
     FrameParser,
     Heartbeat,
     Hello,
@@ -30,6 +29,7 @@ from firmware_bridge.protocol import (
     Rejected,
     RejectReason,
     Stop,
+    WireFrame,
     crc16_ccitt_false,
     decode,
     encode,
@@ -83,7 +83,7 @@ def test_invalid_vector_is_discarded_for_its_reason(vector: dict[str, Any]) -> N
     reason = RejectReason[vector["reason"].upper()]
     parser = FrameParser(receiver_types(vector["direction"]))
     events = parser.feed(raw, now=0.0) + parser.expire(1.0)
-    assert not [e for e in events if isinstance(e, Frame)], "an invalid vector was accepted"
+    assert not [e for e in events if isinstance(e, WireFrame)], "an invalid vector was accepted"
     rejected = [e for e in events if isinstance(e, Rejected)]
     assert rejected and rejected[0].reason is reason
     if reason not in (RejectReason.TRUNCATED, RejectReason.OVERSIZED):
@@ -95,11 +95,11 @@ def test_invalid_vector_is_discarded_for_its_reason(vector: dict[str, Any]) -> N
 @pytest.mark.parametrize("vector", VECTORS["streams"], ids=lambda v: v["name"])
 def test_stream_vector(vector: dict[str, Any]) -> None:
     parser = FrameParser(receiver_types(vector["direction"]))
-    events: list[Frame | Rejected] = []
+    events: list[WireFrame | Rejected] = []
     for chunk in vector["chunks"]:
         events += parser.feed(unhex(chunk["hex"]), chunk["t_ms"] / 1000.0)
     events += parser.expire(vector["end_ms"] / 1000.0)
-    frames = [e for e in events if isinstance(e, Frame)]
+    frames = [e for e in events if isinstance(e, WireFrame)]
     got = [{"type": f.message.TYPE.name, "seq": f.seq, "fields": fields_of(f.message)} for f in frames]
     assert got == vector["frames"]
     counters = parser.counters
@@ -155,7 +155,7 @@ def test_parser_holds_at_most_one_frame_of_bytes() -> None:
 def test_frame_split_byte_by_byte_is_still_decoded() -> None:
     stream = encode(Drive(600), 1) + encode(Stop(), 2)
     parser = FrameParser(HOST_TO_MCU)
-    frames = [e for b in stream for e in parser.feed(bytes((b,))) if isinstance(e, Frame)]
+    frames = [e for b in stream for e in parser.feed(bytes((b,))) if isinstance(e, WireFrame)]
     assert [f.message for f in frames] == [Drive(600), Stop()]
 
 
@@ -176,7 +176,7 @@ def test_fuzz_random_bytes_never_crash_and_accepted_frames_are_exact(data: bytes
     events = parser.feed(data, now=0.0) + parser.expire(1.0)
     assert parser.pending == 0
     for event in events:
-        if isinstance(event, Frame):
+        if isinstance(event, WireFrame):
             # whatever was accepted is a well-formed frame: it re-encodes to exactly its bytes
             assert encode(event.message, event.seq) == event.raw
             assert event.raw in data
@@ -198,7 +198,7 @@ def test_fuzz_bit_errors_are_never_accepted(message: Any, seq: int, bits: list[i
         frame[bit // 8] ^= 1 << (bit % 8)
     parser = FrameParser(HOST_TO_MCU)
     events = parser.feed(bytes(frame), now=0.0) + parser.expire(1.0)
-    accepted = [e for e in events if isinstance(e, Frame)]
+    accepted = [e for e in events if isinstance(e, WireFrame)]
     assert accepted == [], f"corrupt frame accepted: {accepted}"
 
 
@@ -215,7 +215,7 @@ def test_fuzz_burst_errors_up_to_16_bits_are_never_accepted(
         return
     parser = FrameParser(HOST_TO_MCU)
     events = parser.feed(corrupted, now=0.0) + parser.expire(1.0)
-    assert [e for e in events if isinstance(e, Frame)] == []
+    assert [e for e in events if isinstance(e, WireFrame)] == []
 
 
 @FUZZ
@@ -232,12 +232,12 @@ def test_fuzz_valid_frames_survive_garbage_before_them_and_any_chunking(
     parser = FrameParser(HOST_TO_MCU)
     events = parser.feed(garbage, now=0.0)
     pos, t = 0, 1.0
-    got: list[Frame] = []
+    got: list[WireFrame] = []
     for cut in [*cuts, len(frames)]:
-        got += [e for e in parser.feed(frames[pos : pos + cut], now=t) if isinstance(e, Frame)]
+        got += [e for e in parser.feed(frames[pos : pos + cut], now=t) if isinstance(e, WireFrame)]
         pos += cut
         t += 0.001
-    got = [e for e in events if isinstance(e, Frame)] + got
+    got = [e for e in events if isinstance(e, WireFrame)] + got
     assert [f.message for f in got][-len(messages) :] == messages
 
 

@@ -28,7 +28,7 @@ def fresh_frames() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def test_shipped_bundle_loads_and_is_the_small_edge_network():
+def test_shipped_bundle_loads_and_is_the_small_edge_network() -> None:
     bundle = load_bundle(DEFAULT_BUNDLE)
     m = bundle.manifest
     assert m.arch == "edge" and m.preprocessing.channel_order == "RGB"
@@ -41,7 +41,7 @@ def test_shipped_bundle_loads_and_is_the_small_edge_network():
 @pytest.mark.parametrize("runtime", ["onnx", "onnx-int8"])
 def test_shipped_bundle_meets_the_accuracy_goal_on_fresh_frames(
     fresh_frames: tuple[np.ndarray, np.ndarray], runtime: str
-):
+) -> None:
     from car.commands.evaluate import baseline_report, predict_labels
     from vision.metrics import classification_report
 

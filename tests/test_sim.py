@@ -20,20 +20,22 @@ from vision.sim import (
     label_for,
     sample_scene,
 )
+from vision.sim.scene import Scene
 
 CONFIG = WorldConfig()
 
 
-def _scene(kind: str, seed: int = 0, placement: Placement | None = None):
+def _scene(kind: str, seed: int = 0, placement: Placement | None = None) -> Scene:
     return sample_scene(np.random.default_rng(seed), kind, CONFIG, placement)
 
 
-def test_same_seed_same_frames_and_different_seed_differs():
+def test_same_seed_same_frames_and_different_seed_differs() -> None:
     scene = _scene("can_path", 5)
     a = World(CONFIG, scene, seed=3)
     b = World(CONFIG, scene, seed=3)
     for _ in range(3):
         (ra, ta), (rb, tb) = a.render(), b.render()
+        assert ta.mask is not None and tb.mask is not None
         assert np.array_equal(ra, rb) and np.array_equal(ta.mask, tb.mask)
         a.step(0.2, 0.1)
         b.step(0.2, 0.1)
@@ -45,7 +47,7 @@ def test_same_seed_same_frames_and_different_seed_differs():
 
 
 @pytest.mark.parametrize("kind", sorted(SCENE_KINDS))
-def test_every_kind_renders_its_intended_label(kind):
+def test_every_kind_renders_its_intended_label(kind: str) -> None:
     for seed in range(4):
         scene = _scene(kind, seed)
         rgb, truth = World(CONFIG, scene, seed=seed).render()
@@ -59,7 +61,7 @@ def test_every_kind_renders_its_intended_label(kind):
             assert scene.can is None and truth.distance_m is None and not truth.mask.any()
 
 
-def test_can_mask_covers_the_dark_can():
+def test_can_mask_covers_the_dark_can() -> None:
     for seed in range(5):
         rgb, truth = World(CONFIG, _scene("can_path", seed), seed=seed).render()
         mask = truth.mask
@@ -68,7 +70,7 @@ def test_can_mask_covers_the_dark_can():
         assert np.median(grey[mask]) < np.median(grey[~mask])
 
 
-def test_label_follows_geometry_exactly():
+def test_label_follows_geometry_exactly() -> None:
     half, cutoff = CONFIG.half_path_m, CONFIG.stop_distance_m
     assert label_for(CONFIG, None) == GO
     assert label_for(CONFIG, CanGeometry(cutoff - 1e-6, half - 1e-6)) == STOP
@@ -80,7 +82,7 @@ def test_label_follows_geometry_exactly():
     assert label_for(near, CanGeometry(0.3, 0.0)) == GO
 
 
-def test_pose_frames_round_trip():
+def test_pose_frames_round_trip() -> None:
     pose = CarPose(0.3, -1.0, math.radians(20))
     x, z = pose.to_world(0.1, 0.5)
     lateral, forward = pose.to_car(x, z)
@@ -89,7 +91,7 @@ def test_pose_frames_round_trip():
     assert moved.to_car(pose.x, pose.z) == pytest.approx((0.0, -1.0))
 
 
-def test_driving_at_a_can_collides_and_the_can_grows():
+def test_driving_at_a_can_collides_and_the_can_grows() -> None:
     scene = _scene("can_path", 2, Placement(ahead=(1.0, 1.0)))
     world = World(CONFIG, scene, seed=0)
     assert world.can_distance() == pytest.approx(1.0, abs=1e-9)
@@ -107,7 +109,7 @@ def test_driving_at_a_can_collides_and_the_can_grows():
     assert labels[0] == GO and labels[-1] == STOP
 
 
-def test_can_beside_the_path_is_passed_and_the_end_is_reached():
+def test_can_beside_the_path_is_passed_and_the_end_is_reached() -> None:
     scene = _scene("can_side", 1, Placement(ahead=(1.0, 1.2)))
     world = World(CONFIG, scene, seed=0)
     for _ in range(100):
@@ -116,7 +118,7 @@ def test_can_beside_the_path_is_passed_and_the_end_is_reached():
     assert world.reached_end() and not world.collided()
 
 
-def test_step_rejects_bad_values_and_never_reverses():
+def test_step_rejects_bad_values_and_never_reverses() -> None:
     world = World(CONFIG, _scene("empty"), seed=0)
     world.step(-1.0, 1.0)
     assert world.odometer_m == 0.0 and world.time_s == 1.0
@@ -126,7 +128,7 @@ def test_step_rejects_bad_values_and_never_reverses():
         world.step(float("nan"), 0.1)
 
 
-def test_frame_wraps_render():
+def test_frame_wraps_render() -> None:
     world = World(CONFIG, _scene("can_far"), seed=0)
     world.step(0.1, 0.5)
     frame = world.frame()
@@ -134,7 +136,7 @@ def test_frame_wraps_render():
     assert world.frame().seq == 1
 
 
-def test_bad_kind_and_bad_config_are_clear_errors():
+def test_bad_kind_and_bad_config_are_clear_errors() -> None:
     with pytest.raises(VisionError, match="unknown"):
         _scene("purple_elephant")
     with pytest.raises(VisionError, match="stop_distance_m"):
@@ -143,13 +145,13 @@ def test_bad_kind_and_bad_config_are_clear_errors():
         WorldConfig(camera_hfov_deg=170.0)
 
 
-def test_other_image_sizes_render():
+def test_other_image_sizes_render() -> None:
     config = WorldConfig(image_size=96, jpeg_artifacts=False)
     rgb, truth = World(config, sample_scene(np.random.default_rng(0), "can_path", config), 0).render()
     assert rgb.shape == (96, 96, 3) and truth.mask.shape == (96, 96) and truth.mask.any()
 
 
-def test_sim_does_not_import_torch():
+def test_sim_does_not_import_torch() -> None:
     code = (
         "import sys, numpy as np; from vision.sim import World, WorldConfig, sample_scene;"
         "c = WorldConfig(); World(c, sample_scene(np.random.default_rng(0), None, c)).render();"

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from car import sim_collect
 from car.cli import main
+from car.commands import sim_collect as sim_collect_command
 from car.config import CarConfig, with_overrides
 from car.errors import CarError
 from car.sim_collect import (
@@ -194,7 +194,7 @@ def test_command_prints_json(
     import json
 
     parser = argparse.ArgumentParser()
-    sim_collect.add_arguments(parser)
+    sim_collect_command.add_arguments(parser)
     argv = [
         "--model",
         str(bundles["always_stop"]),
@@ -206,7 +206,10 @@ def test_command_prints_json(
         str(tmp_path / "o"),
     ]
     assert (
-        sim_collect.run(parser.parse_args([*argv, "--kinds", "shadow", "--keep", "every=10", "--json"])) == 0
+        sim_collect_command.run(
+            parser.parse_args([*argv, "--kinds", "shadow", "--keep", "every=10", "--json"])
+        )
+        == 0
     )
     doc = json.loads(capsys.readouterr().out)
     assert doc["keep"] == "every=10" and doc["saved_because"] == {"every": doc["saved"]}

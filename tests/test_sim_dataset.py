@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,9 @@ from vision.sim.dataset import generate_frame, write_dataset
 NAME = re.compile(r"^[01]_[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.jpg$")
 
 
-def test_dataset_command_writes_frames_masks_manifest_and_summary(tmp_path, capsys):
+def test_dataset_command_writes_frames_masks_manifest_and_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "set"
     assert main(["sim", "dataset", "--out", str(out), "--n", "24", "--seed", "3", "--no-progress"]) == 0
     summary = capsys.readouterr().out
@@ -42,7 +45,7 @@ def test_dataset_command_writes_frames_masks_manifest_and_summary(tmp_path, caps
     assert sum(scan.label_counts()) == 24
 
 
-def test_same_seed_same_files(tmp_path):
+def test_same_seed_same_files(tmp_path: Path) -> None:
     a = write_dataset(tmp_path / "a", 6, seed=9, progress=False)
     b = write_dataset(tmp_path / "b", 6, seed=9, progress=False)
     names_a = sorted(p.name for p in (tmp_path / "a").glob("*.jpg"))
@@ -51,7 +54,9 @@ def test_same_seed_same_files(tmp_path):
     assert a.by_label == b.by_label and sum(a.by_label) == 6
 
 
-def test_refuses_a_folder_with_frames_and_bad_kinds(tmp_path, capsys):
+def test_refuses_a_folder_with_frames_and_bad_kinds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_dataset(tmp_path, 2, seed=0, progress=False)
     assert main(["sim", "dataset", "--out", str(tmp_path), "--n", "2", "--no-progress"]) == 2
     assert "already holds frames" in capsys.readouterr().err
@@ -59,14 +64,14 @@ def test_refuses_a_folder_with_frames_and_bad_kinds(tmp_path, capsys):
         main(["sim", "dataset", "--out", str(tmp_path / "x"), "--n", "2", "--kinds", "teapot=1"])
 
 
-def test_kind_weights_and_json_summary(tmp_path, capsys):
+def test_kind_weights_and_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["sim", "dataset", "--out", str(tmp_path / "s"), "--n", "5", "--kinds", "empty", "--json"]
     assert main(args) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["n"] == 5 and payload["go"] == 5 and payload["kinds"] == {"empty": 5}
 
 
-def test_hard_negatives_fool_the_baseline_but_cans_do_not_escape_it():
+def test_hard_negatives_fool_the_baseline_but_cans_do_not_escape_it() -> None:
     config = WorldConfig()
     baseline = IntensityBaseline()
     hard = {kind: 1.0 for kind in HARD_NEGATIVE_KINDS}
@@ -79,7 +84,7 @@ def test_hard_negatives_fool_the_baseline_but_cans_do_not_escape_it():
     assert caught > 0.75, "the baseline must still see most near cans (it is a real baseline)"
 
 
-def test_baseline_accuracy_on_the_default_mix_leaves_room_for_the_cnn():
+def test_baseline_accuracy_on_the_default_mix_leaves_room_for_the_cnn() -> None:
     config = WorldConfig()
     frames = [generate_frame(config, 5, i) for i in range(160)]
     labels = [f.truth.label for f in frames]
@@ -89,7 +94,7 @@ def test_baseline_accuracy_on_the_default_mix_leaves_room_for_the_cnn():
     assert 0.5 < report.accuracy <= 0.85, report.format_table()
 
 
-def test_provenance_command_line_is_shell_ready():
+def test_provenance_command_line_is_shell_ready() -> None:
     from vision.provenance import command_line
 
     assert (

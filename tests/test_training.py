@@ -13,6 +13,7 @@ import torch
 from vision.augment import ColorJitter
 from vision.errors import VisionError
 from vision.imageio import write_rgb
+from vision.preprocess import Preprocessing
 from vision.training import TrainConfig, evaluate_loss, split_indices, train_network
 
 
@@ -41,7 +42,7 @@ def write_folder(root: Path, n: int, seed: int, size: int = 240) -> Path:
 TINY = TrainConfig(arch="edge", epochs=1, batch_size=8, seed=3, threads=1, progress=False)
 
 
-def test_split_is_80_20_seeded_and_disjoint():
+def test_split_is_80_20_seeded_and_disjoint() -> None:
     a = split_indices(50, 0.2, seed=1)
     b = split_indices(50, 0.2, seed=1)
     c = split_indices(50, 0.2, seed=2)
@@ -54,7 +55,7 @@ def test_split_is_80_20_seeded_and_disjoint():
         split_indices(1, 0.2, seed=0)
 
 
-def test_colour_jitter_is_seeded_and_keeps_uint8_rgb():
+def test_colour_jitter_is_seeded_and_keeps_uint8_rgb() -> None:
     img = coloured_frames(1, 0)[0][0]
     jitter = ColorJitter()
     a = jitter(img, np.random.default_rng(5))
@@ -67,7 +68,7 @@ def test_colour_jitter_is_seeded_and_keeps_uint8_rgb():
     np.testing.assert_array_equal(ColorJitter(0, 0, 0, 0)(img, np.random.default_rng(0)), img)
 
 
-def test_training_is_deterministic_for_a_seed():
+def test_training_is_deterministic_for_a_seed() -> None:
     images, labels = coloured_frames(12, 0)
     first = train_network(images, labels, TINY)
     again = train_network(images, labels, TINY)
@@ -84,7 +85,7 @@ def test_training_is_deterministic_for_a_seed():
     )
 
 
-def test_keeps_the_epoch_with_the_lowest_validation_loss():
+def test_keeps_the_epoch_with_the_lowest_validation_loss() -> None:
     images, labels = coloured_frames(16, 1)
     config = TrainConfig(
         arch="edge", epochs=3, batch_size=8, seed=0, learning_rate=3e-3, threads=1, progress=False
@@ -96,20 +97,19 @@ def test_keeps_the_epoch_with_the_lowest_validation_loss():
     assert val_loss == pytest.approx(losses[result.best_epoch - 1], rel=1e-5)
 
 
-def _prep():
-    from vision.preprocess import Preprocessing
+def _prep() -> Preprocessing:
 
     return Preprocessing()
 
 
-def test_bad_training_input_is_a_clear_error():
+def test_bad_training_input_is_a_clear_error() -> None:
     with pytest.raises(VisionError, match="RGB uint8"):
         train_network(np.zeros((4, 100, 100, 3), np.uint8), np.zeros(4, np.int64), TINY)
     with pytest.raises(VisionError, match="epochs"):
         train_network(*coloured_frames(4, 0), TrainConfig(epochs=0, progress=False))
 
 
-def test_car_train_writes_a_bundle_whose_live_path_sees_the_same_colours(tmp_path):
+def test_car_train_writes_a_bundle_whose_live_path_sees_the_same_colours(tmp_path: Path) -> None:
     """Train on files, then run the car's path (read file → preprocess → ONNX detector) on fresh files.
 
     Classes differ only in red vs blue: if training, export or inference read BGR anywhere, the live
@@ -149,7 +149,7 @@ def test_car_train_writes_a_bundle_whose_live_path_sees_the_same_colours(tmp_pat
         assert result.network.accuracy >= 0.9, (runtime, result.network)
 
 
-def test_limit_takes_a_seeded_random_subset_not_the_first_names(tmp_path):
+def test_limit_takes_a_seeded_random_subset_not_the_first_names(tmp_path: Path) -> None:
     """Names start with the label, so the first N files by name would all be GO."""
     from vision.export import load_labelled_frames
 
@@ -161,7 +161,9 @@ def test_limit_takes_a_seeded_random_subset_not_the_first_names(tmp_path):
     assert len(load_labelled_frames(folder, 224)) == 20
 
 
-def test_car_train_reads_several_folders_as_one_set(tmp_path, capsys):
+def test_car_train_reads_several_folders_as_one_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`car train A B`: both folders in place, split as one set; the bundle's data summary lists each."""
     from car.cli import main
     from vision.bundle import load_bundle

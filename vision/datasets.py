@@ -267,33 +267,70 @@ class DecodedFrames:
     decoded: tuple[int, ...]
     """Indices (into the items given) of those frames."""
     failed: tuple[tuple[int, SkipReason], ...]
-    """Index and reason of every item that could not be decoded."""
+    """Index and reason of every item that could not be used (unreadable, or decoded but too small)."""
+
+    def why_none_usable(self) -> str:
+        """Why no frame is usable, by reason: a 10×10 image decodes, it is only too small."""
+        counts = Counter(reason for _, reason in self.failed)
+        n = len(self.failed)
+        parts = []
+        if counts[SkipReason.TOO_SMALL]:
+            parts.append(
+                f"{counts[SkipReason.TOO_SMALL]} under the {MIN_IMAGE_SIDE} px minimum side "
+                f"(they decode, but are too small to resize to the network's input)"
+            )
+        if counts[SkipReason.UNREADABLE]:
+            parts.append(f"{counts[SkipReason.UNREADABLE]} could not be decoded as images")
+        return f"none of its {n} image files is usable: {'; '.join(parts)}"
 
 
 def decode_counting(
     items: Sequence[DatasetItem], size: int, *, progress: bool = False, desc: str = "loading frames"
 ) -> DecodedFrames:
-    """Decode `items`, skipping (and reporting) the unreadable and too small ones instead of raising."""
+    """Decode `items`, skipping (and reporting) the unreadable and too small ones instead of raising.
+
+    With `progress`, the bar starts at the first frame that decodes: a folder where nothing is usable
+    prints no bar ahead of its one-line error."""
     images = np.empty((len(items), size, size, 3), dtype=np.uint8)
     decoded: list[int] = []
     failed: list[tuple[int, SkipReason]] = []
-    iterator: Iterable[tuple[int, DatasetItem]] = enumerate(items)
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, total=len(items), desc=desc, unit="img")
-    for i, item in iterator:
+    bar = _LazyBar(len(items), desc) if progress else None
+    for i, item in enumerate(items):
         try:
             images[len(decoded)] = read_frame(item.path, size)
         except ImageTooSmallError:
             failed.append((i, SkipReason.TOO_SMALL))
-            continue
         except ImageReadError:
             failed.append((i, SkipReason.UNREADABLE))
-            continue
-        decoded.append(i)
+        else:
+            decoded.append(i)
+        if bar is not None:
+            bar.step(decoded_any=bool(decoded))
+    if bar is not None:
+        bar.close()
     used = images if len(decoded) == len(items) else images[: len(decoded)].copy()
     return DecodedFrames(used, tuple(decoded), tuple(failed))
+
+
+class _LazyBar:
+    """A tqdm bar that appears only once something has decoded (then counting what came before)."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.done = total, desc, 0
+        self._bar: Any = None
+
+    def step(self, decoded_any: bool) -> None:
+        self.done += 1
+        if self._bar is None and decoded_any:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, initial=self.done - 1, desc=self.desc, unit="img")
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def load_dataset(
@@ -304,7 +341,7 @@ def load_dataset(
     candidates = scan.items if limit is None else scan.items[:limit]
     frames = decode_counting(candidates, size, progress=progress, desc=f"loading {scan.root}")
     if not frames.decoded:
-        raise VisionError(f"{scan.root}: none of its {len(candidates)} image files could be decoded")
+        raise VisionError(f"{scan.root}: {frames.why_none_usable()}")
     skipped: Counter[SkipReason] = Counter(scan.skipped)
     skipped.update(reason for _, reason in frames.failed)
     kept = tuple(candidates[i] for i in frames.decoded)
@@ -393,7 +430,7 @@ def load_folders(
     frames = decode_counting(candidates, size, progress=progress)
     if not frames.decoded:
         names = ", ".join(str(scan.root) for scan in scans)
-        raise VisionError(f"{names}: none of the {len(candidates)} image files could be decoded")
+        raise VisionError(f"{names}: {frames.why_none_usable()}")
     skipped: list[Counter[SkipReason]] = [Counter(scan.skipped) for scan in scans]
     for i, reason in frames.failed:
         skipped[owner[i]][reason] += 1

@@ -14,25 +14,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from vision.bundle import BundleManifest, ModelBundle
-from vision.errors import VisionError
+from vision.detector_contract import (
+    Detector,
+    DetectorError,
+    NonFiniteOutputError,
+    check_batch,
+    check_probs,
+)
 
-
-class DetectorError(VisionError, RuntimeError):
-    """The detector could not give a trustworthy answer for this batch (the car stops)."""
-
-
-@runtime_checkable
-class Detector(Protocol):
-    """Anything that turns a preprocessed batch into (GO, STOP) probabilities."""
-
-    input_size: int
-
-    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+__all__ = [
+    "RUNTIMES",
+    "Detector",
+    "DetectorError",
+    "NonFiniteOutputError",
+    "OnnxDetector",
+    "build_detector",
+    "check_batch",
+    "check_probs",
+    "register_runtime",
+    "stop_decisions",
+]
 
 
 DetectorFactory = Callable[[ModelBundle, int], Detector]
@@ -45,33 +50,6 @@ def register_runtime(name: str) -> Callable[[DetectorFactory], DetectorFactory]:
         return factory
 
     return deco
-
-
-def check_batch(batch: object, input_size: int) -> np.ndarray:
-    """The batch as a C-contiguous float32 N×3×S×S array, or a DetectorError saying what is wrong."""
-    if not isinstance(batch, np.ndarray):
-        raise DetectorError(f"detector input must be a numpy array, got {type(batch).__name__}")
-    if batch.dtype != np.float32:
-        raise DetectorError(f"detector input must be float32, got {batch.dtype}; use vision.preprocess")
-    expected = (3, input_size, input_size)
-    if batch.ndim != 4 or batch.shape[1:] != expected or batch.shape[0] < 1:
-        raise DetectorError(
-            f"detector input must be N×{expected[0]}×{expected[1]}×{expected[2]}, got {batch.shape}; "
-            "use vision.preprocess"
-        )
-    if not np.isfinite(batch).all():
-        raise DetectorError("detector input contains NaN or inf values")
-    return np.ascontiguousarray(batch)
-
-
-def check_probs(probs: np.ndarray, n: int, source: str, k: int = 2) -> np.ndarray:
-    """The network's N×K output as float32, or a DetectorError (wrong shape, NaN/inf)."""
-    probs = np.asarray(probs, dtype=np.float32)
-    if probs.shape != (n, k):
-        raise DetectorError(f"{source}: network output has shape {probs.shape}, expected ({n}, {k})")
-    if not np.isfinite(probs).all():
-        raise DetectorError(f"{source}: network output is not finite (NaN/inf)")
-    return probs
 
 
 @dataclass(frozen=True, slots=True)

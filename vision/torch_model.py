@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from vision.bundle import BundleError, ModelBundle, sha256_of
-from vision.detector import GoStop, check_batch, check_probs
+from vision.detector import GoStop
+from vision.detector_contract import check_batch, check_probs
 from vision.networks import build_network
 
 

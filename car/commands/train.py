@@ -18,6 +18,9 @@ from vision.architectures import names
 if TYPE_CHECKING:
     from vision.preprocess import Preprocessing
 
+from car.errors import CarError
+from vision.labels import GO, STOP
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -83,9 +86,33 @@ def resolve_start(args: argparse.Namespace) -> tuple[str, Preprocessing]:
     return arch or "edge", prep
 
 
+def check_both_classes(folders: list[Path]) -> None:
+    """Refuse a training set with one class only: the network would learn to always answer it, and the
+    validation accuracy (100 %) would say nothing. Checked from the file names, before anything loads."""
+    from vision.datasets import scan_folders
+    from vision.labels import label_name
+
+    scans = scan_folders(folders)
+    n_go = sum(scan.label_counts()[0] for scan in scans)
+    n_stop = sum(scan.label_counts()[1] for scan in scans)
+    if n_go and n_stop:
+        return
+    names = ", ".join(str(scan.root) for scan in scans)
+    if not n_go and not n_stop:
+        raise CarError(
+            f"{names}: no usable frames ({{label}}_{{id}}.jpg or free/ + blocked/); nothing to train"
+        )
+    only, missing = (GO, STOP) if n_go else (STOP, GO)
+    raise CarError(
+        f"{names}: every frame is {label_name(only)} ({n_go + n_stop} frames); a GO/STOP network needs "
+        f"both classes: add {label_name(missing)} frames (e.g. another folder, or `car sim dataset`)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from vision.training import TrainConfig, train_to_bundle
 
+    check_both_classes(list(args.data) if isinstance(args.data, list | tuple) else [args.data])
     arch, prep = resolve_start(args)
     config = TrainConfig(
         arch=arch,

@@ -40,6 +40,7 @@
  *   vanish                 close the pty and remove the --link path (an unplugged USB adapter)
  *   reappear REBOOT        a new pty at the --link path; REBOOT 1 also resets the MCU (power cycle)
  *   hang                   as SIGUSR1, below; answers "OK hang <emulated_us>"
+ *   time                   answers "OK time <emulated_us>" (since the last reset: tests assert in it)
  *   ping                   answers OK
  * Fault injection on the firmware itself: SIGUSR1 (or "hang") writes 0xA5 to GPIOR0, which the
  * firmware treats as "hang the main loop now" (see src/main.c), so a test can prove that the AVR
@@ -452,6 +453,8 @@ static void run_command(harness_t *h, char *line)
 		} else {
 			reply(h, "OK reappear (still there)");
 		}
+	} else if (strcmp(name, "time") == 0) {
+		reply(h, "OK time %llu", (unsigned long long)emulated_us(h));
 	} else if (strcmp(name, "hang") == 0) {
 		inject_hang(h);
 		reply(h, "OK hang %llu", (unsigned long long)emulated_us(h));
