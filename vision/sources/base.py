@@ -16,6 +16,7 @@ import time
 from types import TracebackType
 from typing import Protocol, Self
 
+from vision.clock import Clock
 from vision.errors import VisionError
 from vision.frame import Frame
 
@@ -52,24 +53,6 @@ class FrameSource(Protocol):
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
-
-
-class PacingClock(Protocol):
-    """The two clock operations a paced source needs (car.timing.Clock satisfies it)."""
-
-    def now(self) -> float: ...
-
-    def sleep_until(self, t: float) -> None: ...
-
-
-class WallClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-    def sleep_until(self, t: float) -> None:
-        delay = t - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
 
 
 class Lifecycle:
@@ -111,7 +94,7 @@ class Lifecycle:
 class Pacer:
     """Hands out frame times at a fixed rate (fps > 0) or immediately (fps == 0)."""
 
-    def __init__(self, fps: float, clock: PacingClock) -> None:
+    def __init__(self, fps: float, clock: Clock) -> None:
         self.period = 1.0 / fps if fps > 0 else 0.0
         self.clock = clock
         self._next: float | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from vision.clock import Clock, MonotonicClock
 from vision.datasets import scan_folder
 from vision.frame import Frame, GroundTruth
 from vision.imageio import ImageReadError, read_rgb
@@ -12,10 +13,8 @@ from vision.sources.base import (
     EndOfStream,
     Lifecycle,
     Pacer,
-    PacingClock,
     SourceFailure,
     SourceOpenError,
-    WallClock,
 )
 
 
@@ -27,12 +26,12 @@ class ImageFolderSource(Lifecycle):
     """
 
     def __init__(
-        self, path: str | Path, *, fps: float = 0.0, loop: bool = False, clock: PacingClock | None = None
+        self, path: str | Path, *, fps: float = 0.0, loop: bool = False, clock: Clock | None = None
     ) -> None:
         self.path = Path(path)
         self.name = f"folder:{self.path.name}"
         self.loop = loop
-        self._pacer = Pacer(fps, clock or WallClock())
+        self._pacer = Pacer(fps, clock or MonotonicClock())
         self._items: tuple[tuple[Path, int], ...] = ()
         self._index = 0
         self._seq = 0

@@ -22,6 +22,7 @@ from typing import Any
 
 import cv2
 
+from vision.clock import MonotonicClock
 from vision.frame import Frame
 from vision.sources.base import (
     EndOfStream,
@@ -30,7 +31,6 @@ from vision.sources.base import (
     Pacer,
     SourceFailure,
     SourceOpenError,
-    WallClock,
 )
 from vision.sources.v4l2 import MJPEG_CODES, offers_mjpeg
 
@@ -227,7 +227,7 @@ class CameraSource(Lifecycle):
         assert self._cap is not None
         failures = 0
         seq = 0
-        pacer = Pacer(self._file_fps, WallClock()) if self._file_fps else None
+        pacer = Pacer(self._file_fps, MonotonicClock()) if self._file_fps else None
         lock_due = self.lock_exposure_after_s if self.lock_exposure_after_s > 0 else 0.0
         t_open = time.monotonic()
         locked = not (lock_due or self.lock_white_balance)

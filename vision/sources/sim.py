@@ -7,8 +7,12 @@ from typing import Protocol
 
 import numpy as np
 
+from vision.clock import Clock, MonotonicClock
 from vision.frame import Frame, GroundTruth
-from vision.sources.base import Lifecycle, Pacer, PacingClock, WallClock
+from vision.sources.base import (
+    Lifecycle,
+    Pacer,
+)
 
 
 class SimWorld(Protocol):
@@ -34,13 +38,13 @@ class SimSource(Lifecycle):
         speed_mps: Callable[[], float],
         *,
         fps: float = 30.0,
-        clock: PacingClock | None = None,
+        clock: Clock | None = None,
         name: str = "sim",
     ) -> None:
         self.world = world
         self.speed_mps = speed_mps
         self.name = name
-        self.clock = clock or WallClock()
+        self.clock = clock or MonotonicClock()
         self._pacer = Pacer(fps, self.clock)
         self._t_last: float | None = None
         self._seq = 0

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import cv2
 
+from vision.clock import Clock, MonotonicClock
 from vision.frame import Frame
 from vision.sources.base import (
     EndOfStream,
     Lifecycle,
     Pacer,
-    PacingClock,
     SourceFailure,
     SourceOpenError,
-    WallClock,
 )
 
 
@@ -23,12 +22,12 @@ class VideoFileSource(Lifecycle):
     """A video file decoded in the caller's thread, paced at `fps` (0: as fast as it decodes)."""
 
     def __init__(
-        self, path: str | Path, *, fps: float = 0.0, loop: bool = False, clock: PacingClock | None = None
+        self, path: str | Path, *, fps: float = 0.0, loop: bool = False, clock: Clock | None = None
     ) -> None:
         self.path = Path(path)
         self.name = f"video:{self.path.name}"
         self.loop = loop
-        self._pacer = Pacer(fps, clock or WallClock())
+        self._pacer = Pacer(fps, clock or MonotonicClock())
         self._cap: cv2.VideoCapture | None = None
         self._seq = 0
 
