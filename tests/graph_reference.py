@@ -49,7 +49,7 @@ def rewritten_copy(model: nn.Module) -> nn.Module:
             module = gm.get_submodule(node.target)
             if hasattr(module, "inplace"):
                 fresh = copy.deepcopy(module)
-                fresh.inplace = False
+                fresh.inplace = False  # type: ignore[assignment]
                 name = f"act_{counter}"
                 counter += 1
                 gm.add_submodule(name, fresh)
