@@ -100,3 +100,62 @@ def shap_values(model: nn.Module, background: torch.Tensor, frames: torch.Tensor
             frames, check_additivity=False
         )
     return np.asarray(values).transpose(0, 4, 1, 2, 3)
+
+
+class Clone(nn.Module):
+    """An identity that returns a new tensor (see `captum_values`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+
+def with_clones(model: nn.Module) -> fx.GraphModule:
+    """The rewritten copy with a `Clone` module between any two adjacent nonlinear modules (MaxPool → ReLU).
+
+    Captum 0.9.0 hooks the output tensor of each nonlinear module; when one nonlinear module feeds another
+    directly, the two hooks sit on the same autograd edge and fire in the wrong order, so the second module's
+    multiplier is applied to a gradient the first has already rewritten (Captum issue #1104, fixed after
+    0.9.0). A clone between them gives each hook its own tensor; the values are unchanged.
+    """
+    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+
+    gm = rewritten_copy(model)
+    assert isinstance(gm, fx.GraphModule)
+
+    def nonlinear(node: object) -> bool:
+        return (
+            isinstance(node, fx.Node)
+            and node.op == "call_module"
+            and type(gm.get_submodule(str(node.target))) in SUPPORTED_NON_LINEAR
+        )
+
+    counter = 0
+    for node in list(gm.graph.nodes):
+        if nonlinear(node) and nonlinear(node.args[0]):
+            name = f"clone_{counter}"
+            counter += 1
+            gm.add_submodule(name, Clone())
+            with gm.graph.inserting_before(node):
+                clone = gm.graph.call_module(name, (node.args[0],))
+            node.args = (clone, *node.args[1:])
+    gm.graph.lint()
+    gm.recompile()
+    return gm.eval()
+
+
+def captum_values(
+    model: nn.Module, background: torch.Tensor, frames: torch.Tensor, clones: bool = True
+) -> np.ndarray:
+    """Captum 0.9.0's DeepLiftShap on the rewritten copy (with clones unless told otherwise), as
+    (frames, outputs, C, H, W)."""
+    from captum.attr import DeepLiftShap
+
+    net = with_clones(model) if clones else rewritten_copy(model)
+    with torch.no_grad():
+        outputs = int(net(background[:1]).shape[1])
+    explainer = DeepLiftShap(net)
+    per_output = [
+        explainer.attribute(frames, baselines=background, target=k).detach().cpu().numpy()
+        for k in range(outputs)
+    ]
+    return np.stack(per_output, axis=1)

@@ -13,7 +13,7 @@ from torch import nn
 
 from explain.deepshap import DeepShapEngine
 from explain.errors import ExplainError
-from tests.graph_reference import shap_values
+from tests.graph_reference import captum_values, shap_values
 
 SIZE = 32  # small inputs keep shap quick; every layer of the three networks still runs
 
@@ -153,3 +153,15 @@ def test_untraceable_networks_are_refused_with_the_reason() -> None:
 
     with pytest.raises(ExplainError, match=r"torch\.fx"):
         DeepShapEngine(Branchy().eval(), torch.zeros(2, 3, 2, 2))
+
+
+def test_captum_deepliftshap_agrees_once_adjacent_nonlinearities_are_separated() -> None:
+    """The cross-check with a second implementation: Captum 0.9.0's DeepLiftShap on ResNet18 (ReLU → MaxPool
+    in the stem, residual additions) gives the engine's values once a Clone module separates adjacent
+    nonlinear modules; without it, its hooks fire in the wrong order (Captum issue #1104) and it does not."""
+    model = torchvision_network("resnet18").double()
+    background, frames = inputs(1, 2).double(), inputs(2, 1).double()
+    ours = DeepShapEngine(model, background).explain(frames.numpy()).values
+    scale = float(np.abs(ours).max())
+    assert np.abs(captum_values(model, background, frames) - ours).max() <= 1e-5 * scale
+    assert np.abs(captum_values(model, background, frames, clones=False) - ours).max() > 1e-2 * scale
