@@ -1,6 +1,6 @@
 """The DeepSHAP engine on graph networks (torch.fx): torchvision ResNet18, MobileNetV3-small and VGG11
 with random weights, against real shap run on an equivalent rewritten copy of each network
-(tests/graph_reference.py)."""
+(explain/deepshap_reference.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torchvision
 from torch import nn
 
 from explain.deepshap import DeepShapEngine
+from explain.deepshap_reference import captum_values, shap_values
 from explain.errors import ExplainError
-from tests.graph_reference import captum_values, shap_values
 
 SIZE = 32  # small inputs keep shap quick; every layer of the three networks still runs
 

@@ -1,4 +1,6 @@
-"""The reference for graph networks: real shap on an equivalent rewritten copy of a torchvision network.
+"""The references the DeepSHAP engine is checked and timed against (tests, `python -m bench explain`).
+
+Real shap on an equivalent rewritten copy of a network, and Captum's DeepLiftShap on the same copy.
 
 shap.DeepExplainer fails on stock ResNet/MobileNet (in-place ReLUs, `out += identity`, one ReLU module
 called several times). The copy computes the same function with every activation its own non-in-place
