@@ -183,8 +183,7 @@ class ScaleNode(NodeRule):
     def backward(
         self, g: RowGrads, frame: Saved, bg: Saved, in_shapes: list[tuple[int, ...]]
     ) -> list[RowGrads | None]:
-        c = self.factor()
-        c = c[None, None] if isinstance(c, torch.Tensor) and c.ndim > 0 else c
+        c = self.factor()  # broadcasts from the right, as against the network's (N, *f) tensors
 
         def scale(t: torch.Tensor) -> torch.Tensor:
             return _sum_to(t / c if self.divide else t * c, in_shapes[0])
@@ -571,6 +570,23 @@ class GraphProgram:
             return ModuleNode(call, SoftmaxRule(_Fn(lambda z: call([z])), dim))
         if key in RESHAPES and len(deps) == 1:
             return ReshapeNode(call)
+        arithmetic = self._arithmetic_rule(key, node, deps, call)
+        if arithmetic is not None:
+            return arithmetic
+        if key is torch.cat or key == "cat":
+            return self._cat_rule(node, deps)
+        if key in LINEAR_CALLS:
+            return LinearCallNode(call)
+        name = getattr(key, "__name__", str(key))
+        raise ExplainError(
+            f"call {node.name!r} ({name}) has no DeepLIFT rule here; rewrite it as a supported module"
+        )
+
+    def _arithmetic_rule(
+        self, key: Any, node: fx.Node, deps: tuple[fx.Node, ...], call: Callable[[list[Any]], Any]
+    ) -> NodeRule | None:
+        """+, −, ×, ÷ (the last by a constant only); None for anything else."""
+        args = node.args
         if key in SUMS and "alpha" not in node.kwargs:
             signs = [0.0] * len(deps)
             for i, a in enumerate(args[:2]):
@@ -581,18 +597,10 @@ class GraphProgram:
             a, b = args
             if a in deps and b in deps:
                 return SquareNode(call) if a is b else ProductNode(call)
-            const = b if a in deps else a
-            return ScaleNode(call, self._constant(const), divide=False)
+            return ScaleNode(call, self._constant(b if a in deps else a), divide=False)
         if key in DIVISIONS and len(args) == 2 and args[0] in deps and args[1] not in deps:
             return ScaleNode(call, self._constant(args[1]), divide=True)
-        if key is torch.cat or key == "cat":
-            return self._cat_rule(node, deps)
-        if key in LINEAR_CALLS:
-            return LinearCallNode(call)
-        name = getattr(key, "__name__", str(key))
-        raise ExplainError(
-            f"call {node.name!r} ({name}) has no DeepLIFT rule here; rewrite it as a supported module"
-        )
+        return None
 
     def _constant(self, arg: Any) -> Callable[[], Any]:
         """A factor independent of the input (a constant of the network or a plain number)."""
