@@ -16,7 +16,8 @@ explained frames (the simulated world's), both outputs, one frame at a time as p
 Also prints max |Δ| against shap and the additivity error. Options (`python -m bench.bench_explain -h`) or,
 under `python -m bench explain`, the environment: BENCH_EXPLAIN_ARCHS (default seed,edge,resnet18,vgg11),
 BENCH_EXPLAIN_SIZE (default 224), BENCH_EXPLAIN_BACKGROUND (100), BENCH_EXPLAIN_REPEATS (2),
-BENCH_EXPLAIN_CAPTUM (1).
+BENCH_EXPLAIN_CAPTUM (1), BENCH_EXPLAIN_THREADS (default: torch's). On a machine busy with other jobs use one
+thread: two OpenMP threads then spend most of their CPU time waiting for each other.
 """
 
 from __future__ import annotations
@@ -223,6 +224,9 @@ def run(options: Options | None = None) -> dict[str, object]:
     from explain.deepshap import keep_freed_memory
 
     if options is None:
+        threads = int(os.environ.get("BENCH_EXPLAIN_THREADS", "0"))
+        if threads:
+            torch.set_num_threads(threads)
         options = Options(
             archs=tuple(
                 a for a in os.environ.get("BENCH_EXPLAIN_ARCHS", ",".join(DEFAULT.archs)).split(",") if a
