@@ -4,6 +4,8 @@ with random weights, against real shap run on an equivalent rewritten copy of ea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,18 @@ from explain.deepshap_reference import captum_values, shap_values
 from explain.errors import ExplainError
 
 SIZE = 32  # small inputs keep shap quick; every layer of the three networks still runs
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """These networks run hundreds of tiny operations; on a busy machine two OpenMP threads spend most of
+    their time waiting for each other (MobileNetV3's test: minutes at two threads, seconds at one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def lively(model: nn.Module, size: int = SIZE, seed: int = 0) -> nn.Module:
