@@ -20,6 +20,7 @@ is tracked only when that happens).
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import ctypes.util
 import functools
@@ -28,6 +29,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -524,6 +526,66 @@ def _forward(layers: Sequence[ChainLayer], x: torch.Tensor) -> tuple[torch.Tenso
     return x, saved
 
 
+class ChainProgram:
+    """A chain of layers (the fast path): forward and backward are plain loops over the layers."""
+
+    def __init__(self, layers: tuple[ChainLayer, ...]) -> None:
+        self.layers = layers
+        _plan_layouts(layers)
+        self.widest = max(math.prod(lay.in_shape) for lay in layers)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[Saved]]:
+        return _forward(self.layers, x)
+
+    def attribute(
+        self, g: RowGrads, frame: list[Saved], bg: list[Saved], x: torch.Tensor, ref: torch.Tensor
+    ) -> torch.Tensor:
+        """Σ over the background rows of (frame − reference) ⊙ the input multipliers, (B, K, *in)."""
+        for layer, fs, bs in zip(
+            reversed(self.layers[1:]), reversed(frame[1:]), reversed(bg[1:]), strict=True
+        ):
+            g = layer.rule.backward(g, fs, bs, layer.in_shape)
+        return self.layers[0].rule.input_attribution(g, frame[0], bg[0], x, ref)
+
+
+class Program(Protocol):
+    """What the engine runs: a chain (`ChainProgram`) or a traced graph (`deepshap_graph.GraphProgram`)."""
+
+    widest: int  # largest activation of one sample, in elements (sizes the backward chunks)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[Saved]]: ...
+
+    def attribute(
+        self, g: RowGrads, frame: list[Saved], bg: list[Saved], x: torch.Tensor, ref: torch.Tensor
+    ) -> torch.Tensor: ...
+
+
+def out_of_place(model: nn.Module) -> nn.Module:
+    """The model itself, or a copy with every `inplace=True` switched off (same values): the rules read a
+    layer's input after its output exists, which an in-place activation would have overwritten."""
+    if not any(getattr(m, "inplace", False) is True for m in model.modules()):
+        return model
+    twin = copy.deepcopy(model)
+    for m in twin.modules():
+        if getattr(m, "inplace", False) is True:
+            m.inplace = False  # type: ignore[assignment]
+    return twin
+
+
+def build_program(model: nn.Module, example: torch.Tensor) -> Program:
+    """The chain fast path when the network is a chain of supported layers, else its traced graph."""
+    model = out_of_place(model)
+    try:
+        return ChainProgram(read_chain(model, example))
+    except ExplainError as not_a_chain:
+        from explain.deepshap_graph import GraphProgram
+
+        try:
+            return GraphProgram(model, example)
+        except ExplainError as graph_error:
+            raise ExplainError(f"{graph_error} (and as a chain: {not_a_chain})") from None
+
+
 # --------------------------------------------------------------------------------------------- engine
 
 
@@ -582,7 +644,8 @@ class EngineSettings:
 
 
 class DeepShapEngine:
-    """Exact DeepSHAP (shap.DeepExplainer's values) for a chain network and a fixed background."""
+    """Exact DeepSHAP (shap.DeepExplainer's values) for a network and a fixed background: a chain of layers
+    (fast path) or any network torch.fx can trace (`explain/deepshap_graph.py`)."""
 
     def __init__(
         self,
@@ -596,19 +659,23 @@ class DeepShapEngine:
         if self.device.type == "cpu" and self.settings.reuse_memory:
             keep_freed_memory()
         self.model = model.eval().to(self.device)
-        self.background = torch.as_tensor(np.asarray(background, dtype=np.float32)).to(self.device)
+        # float32 unless the network's weights are float64 (then the whole computation is, e.g. for checks)
+        params = [p for p in model.parameters() if p.is_floating_point()]
+        self.dtype = torch.float64 if params and params[0].dtype == torch.float64 else torch.float32
+        self.background = torch.as_tensor(np.asarray(background, dtype=np.float32)).to(
+            self.device, self.dtype
+        )
         if self.background.ndim < 2 or self.background.shape[0] < 1:
             raise ExplainError("the background needs at least one frame")
-        self.layers = read_chain(self.model, self.background[:1])
-        _plan_layouts(self.layers)
+        self.program = build_program(self.model, self.background[:1])
         n = self.background.shape[0]
-        self.widest = max(math.prod(lay.in_shape) for lay in self.layers)
+        self.widest = self.program.widest
         chunk = self._bg_chunk(rows_per_bg=1)
         outputs: list[torch.Tensor] = []
         cache: list[tuple[int, int, list[Saved]]] | None = []
         with torch.no_grad():
             for lo, hi in _spans(n, chunk):
-                out, saved = _forward(self.layers, self.background[lo:hi])
+                out, saved = self.program.forward(self.background[lo:hi])
                 outputs.append(out)
                 if cache is not None and lo == 0 and _saved_bytes(saved) * n / hi > self.settings.cache_bytes:
                     cache = None  # too big to keep: recomputed per batch of frames instead
@@ -622,6 +689,16 @@ class DeepShapEngine:
             )
         self.num_outputs = int(bg_out.shape[1])
         self.expected_value = bg_out.mean(0).cpu().numpy()
+
+    @property
+    def layers(self) -> tuple[ChainLayer, ...]:
+        """The chain's layers (empty for a graph network)."""
+        return self.program.layers if isinstance(self.program, ChainProgram) else ()
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether the chain fast path runs (else the traced graph, `explain/deepshap_graph.py`)."""
+        return isinstance(self.program, ChainProgram)
 
     @property
     def background_size(self) -> int:
@@ -640,14 +717,14 @@ class DeepShapEngine:
             yield from self._cache
             return
         for lo, hi in _spans(self.background_size, chunk):
-            _, saved = _forward(self.layers, self.background[lo:hi])
+            _, saved = self.program.forward(self.background[lo:hi])
             yield lo, hi, saved
 
     def explain(
         self, frames: torch.Tensor | np.ndarray, outputs: Sequence[int] | None = None
     ) -> Attributions:
         """DeepSHAP values of `frames` (N, C, H, W), float32 network inputs, for the given output indices."""
-        x_all = torch.as_tensor(np.asarray(frames, dtype=np.float32)).to(self.device)
+        x_all = torch.as_tensor(np.asarray(frames, dtype=np.float32)).to(self.device, self.dtype)
         if tuple(x_all.shape[1:]) != tuple(self.background.shape[1:]):
             raise ExplainError(
                 f"frames have shape {tuple(x_all.shape[1:])}, "
@@ -673,10 +750,10 @@ class DeepShapEngine:
 
     def _explain_batch(self, x: torch.Tensor, outs: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         b, k, n = x.shape[0], len(outs), self.background_size
-        y, frame_saved = _forward(self.layers, x)
-        total = torch.zeros((b, k, *x.shape[1:]), dtype=torch.float32, device=self.device)
+        y, frame_saved = self.program.forward(x)
+        total = torch.zeros((b, k, *x.shape[1:]), dtype=self.dtype, device=self.device)
         chunk = self._bg_chunk(rows_per_bg=b * k)
-        onehot = torch.zeros((b, k, 1, self.num_outputs), dtype=torch.float32, device=self.device)
+        onehot = torch.zeros((b, k, 1, self.num_outputs), dtype=self.dtype, device=self.device)
         for i, o in enumerate(outs):
             onehot[:, i, 0, o] = 1.0
         for lo, hi, bg_saved in self._background_chunks(chunk):
@@ -685,13 +762,9 @@ class DeepShapEngine:
                     [_slice_saved(s, clo, chi) for s in bg_saved] if (clo, chi) != (0, hi - lo) else bg_saved
                 )
                 g = RowGrads(onehot.expand(b, k, chi - clo, self.num_outputs).contiguous())
-                for layer, fs, bs in zip(
-                    reversed(self.layers[1:]), reversed(frame_saved[1:]), reversed(sub[1:]), strict=True
-                ):
-                    g = layer.rule.backward(g, fs, bs, layer.in_shape)
                 ref = self.background[lo + clo : lo + chi]
-                total += self.layers[0].rule.input_attribution(g, frame_saved[0], sub[0], x, ref)
-        phi = (total / n).cpu().numpy()
+                total += self.program.attribute(g, frame_saved, sub, x, ref)
+        phi = (total / n).to(torch.float32).cpu().numpy()
         out = y[:, list(outs)].cpu().numpy()
         return phi, out
 

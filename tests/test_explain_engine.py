@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import shap
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from explain.deepshap import DeepShapEngine, EngineSettings, read_chain
@@ -201,3 +202,59 @@ def test_unsupported_layers_are_named() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2), nn.Softmax(dim=1)).eval()
     with pytest.raises(ExplainError, match="Softmax"):
         read_chain(model, torch.zeros(1, 3, 2, 2))
+
+
+def exact_arithmetic_net(seed: int) -> nn.Sequential:
+    """EdgeNet's pattern (patch stem, [MaxPool, ReLU] stages) with weights k/8, k ∈ {-2..2}, ending in a
+    linear output: on integer inputs every sum is exact in float32 whatever the summation order, so the
+    engine's and shap's forward values are bitwise equal and any difference comes from the rules alone."""
+    g = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 4, stride=4),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 2 * 2, 2),
+    )
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                m.weight.copy_(torch.randint(-2, 3, m.weight.shape, generator=g) / 8)
+                assert m.bias is not None
+                m.bias.copy_(torch.randint(-2, 3, m.bias.shape, generator=g) / 8)
+    return net.eval()
+
+
+def blocky(rng: np.random.Generator, n: int, size: int = 32, block: int = 4) -> torch.Tensor:
+    """0/1 images made of flat 4×4 blocks: identical patches, so tied maxima in most pooling windows."""
+    b = rng.integers(0, 2, (n, 3, size // block, size // block)).astype(np.float32)
+    return torch.from_numpy(np.kron(b, np.ones((1, 1, block, block), np.float32)))
+
+
+def tied_windows(t: torch.Tensor) -> int:
+    """Number of (row, channel, 2×2 window) triples of `t` whose maximum is reached more than once."""
+    u = F.unfold(t, 2, stride=2).reshape(t.shape[0], t.shape[1], 4, -1)
+    return int(((u == u.max(2, keepdim=True).values).sum(2) > 1).sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tied_max_pool_windows_follow_shaps_tie_break(seed: int) -> None:
+    """Frames and references whose pooling windows hold several equal maxima (hundreds of background ×
+    channel pairs), and whose frame/reference differences are exactly zero in many places: the engine's
+    max-pool rule (argmax = torch's first maximum, the frame part at the frame's argmax, the reference part
+    at the reference's, zero where |Δin| < 1e-7) gives shap's values to rounding of the backward sums."""
+    net = exact_arithmetic_net(seed)
+    rng = np.random.default_rng(seed)
+    background, frames = blocky(rng, 16), blocky(rng, 3)
+    with torch.no_grad():
+        stem = net[0]
+        assert tied_windows(stem(background)) > 100 and tied_windows(stem(frames)) > 10
+    reference = published(net, background, frames)
+    result = DeepShapEngine(net, background).explain(frames.numpy())
+    scale = float(np.abs(reference).max())
+    assert scale > 1e-3
+    assert np.abs(result.values - reference).max() <= 1e-6 * scale
+    assert result.additivity_error().max() < 1e-5
