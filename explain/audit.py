@@ -76,23 +76,17 @@ def read_ticks(log: DriveLogReader) -> tuple[Tick, ...]:
     return tuple(ticks)
 
 
-def _network_role(meta: DriveMeta) -> str:
-    return "onnx_int8" if meta.runtime == "int8" else "onnx"
-
-
 def resolve_bundle(meta: DriveMeta, model: Path | None) -> tuple[ModelBundle, bool]:
-    """The bundle to explain and whether its files are the ones the log recorded."""
+    """The bundle to explain and whether it is the one that drove (`car.drivelog.bundle_matches`, the rule
+    `car replay` uses too)."""
     from vision.bundle import load_bundle
 
     if not meta.bundle_files:
         raise ExplainError("the drive log records no network hashes (no bundle drove it); nothing to explain")
+    from car.drivelog import bundle_matches
+
     bundle = load_bundle(model if model is not None else Path(meta.bundle_path))
-    role = _network_role(meta)
-    logged_net, logged_weights = meta.file_sha256(role), meta.file_sha256("weights")
-    own_net = bundle.manifest.files[role].sha256 if bundle.has(role) else None
-    own_weights = bundle.manifest.files["weights"].sha256
-    match = logged_net == own_net and (logged_weights is None or logged_weights == own_weights)
-    return bundle, match
+    return bundle, bundle_matches(meta, bundle)
 
 
 def frame_inputs(rgb: Sequence[np.ndarray], prep: Preprocessing) -> np.ndarray:
