@@ -53,6 +53,7 @@ from typing import Protocol
 
 import numpy as np
 
+from car.commands.sim import add_domain_argument
 from car.config import CarConfig, load_config, resolve_path, with_overrides
 from car.errors import CarError
 from car.policy import PolicyParams
@@ -620,6 +621,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jpeg-quality", type=int, default=92, help="quality of the written JPEGs (default 92)"
     )
+    add_domain_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -631,6 +633,7 @@ def settings_from_args(args: argparse.Namespace) -> CollectSettings:
         kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
         keep=parse_keep(args.keep),
         jpeg_quality=args.jpeg_quality,
+        world=WorldConfig(domain=args.domain),
     )
 
 

@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from car.commands.sim import add_domain_argument
 from car.config import CarConfig, LoopConfig, load_config, resolve_path, with_overrides
 from car.errors import CarError
 from car.links import BridgeMotorLink
@@ -375,6 +376,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated scene kinds (default: the mix of {', '.join(SCENE_KINDS)})",
     )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    add_domain_argument(parser)
     parser.add_argument("--runs-out", type=Path, default=None, help="write every run's outcome as JSON lines")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
@@ -391,7 +393,9 @@ def run(args: argparse.Namespace) -> int:
     if overrides:
         config = with_overrides(config, overrides)
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
-    settings = EvalSettings(runs=args.runs, seed=args.seed, kinds=kinds)
+    settings = EvalSettings(
+        runs=args.runs, seed=args.seed, kinds=kinds, world=WorldConfig(domain=args.domain)
+    )
     report = evaluate(settings, config, jobs=args.jobs, progress=not args.json)
     if args.runs_out is not None:
         args.runs_out.write_text("".join(json.dumps(asdict(o)) + "\n" for o in report.outcomes))

@@ -78,9 +78,23 @@ def _add_dataset(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="scene mix as kind=weight,... (default: the built-in mix, about 42%% STOP)",
     )
     p.add_argument("--jpeg-quality", type=int, default=92, help="quality of the written JPEGs (default 92)")
+    add_domain_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=_run_dataset)
+
+
+def add_domain_argument(parser: argparse.ArgumentParser) -> None:
+    """`--domain NAME`: the simulated world's look (`vision.sim.domains.DOMAINS`; `shifted`: unseen floors,
+    colours and light)."""
+    from vision.sim.domains import DOMAINS
+
+    parser.add_argument(
+        "--domain",
+        choices=tuple(DOMAINS),
+        default="default",
+        help="the world's look: " + "; ".join(f"{d.name}: {d.description}" for d in DOMAINS.values()),
+    )
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -110,6 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_dataset(args: argparse.Namespace) -> int:
+    from vision.sim import WorldConfig
     from vision.sim.dataset import write_dataset
 
     if not 1 <= args.jpeg_quality <= 100:
@@ -118,6 +133,7 @@ def _run_dataset(args: argparse.Namespace) -> int:
         args.out,
         args.n,
         seed=args.seed,
+        config=WorldConfig(domain=args.domain),
         weights=args.kinds,
         jpeg_quality=args.jpeg_quality,
         progress=not (args.no_progress or args.json),

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, fields
 
 from vision.errors import VisionError
+from vision.sim.domains import DOMAINS
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,9 @@ class WorldConfig:
     jpeg_artifacts: bool = True
     """Let scenes compress their frames with a random JPEG quality (as a cheap camera stream would)."""
     sensor_noise: bool = True
+    domain: str = "default"
+    """The world's look: a name in `vision.sim.domains.DOMAINS` (`shifted`: floors, colours and light the
+    training world never had)."""
 
     def __post_init__(self) -> None:
         positive = (
@@ -53,6 +57,8 @@ class WorldConfig:
             ("camera_jitter_deg", 0.0 <= self.camera_jitter_deg <= 10.0, "in 0..10 degrees"),
             ("path_margin_m", 0.0 <= self.path_margin_m <= 1.0, "in 0..1 m"),
         )
+        if self.domain not in DOMAINS:
+            raise VisionError(f"WorldConfig.domain={self.domain!r}: choose from {', '.join(DOMAINS)}")
         for name, ok, allowed in checks:
             if not ok:
                 raise VisionError(f"WorldConfig.{name}={getattr(self, name)!r}: must be {allowed}")

@@ -34,6 +34,7 @@ import numpy as np
 
 from vision.errors import VisionError
 from vision.sim.config import WorldConfig
+from vision.sim.domains import apply_domain
 from vision.sim.scene import RGB, Box, CarPose, Cylinder, FloorLook, Lighting, Mat, Scene, Shadow, WallLook
 from vision.sim.textures import FLOOR_TEXTURES, VARIANTS
 
@@ -479,7 +480,7 @@ def sample_scene(
     wall = WallLook(start.z + wall_forward, int(draws.integers(VARIANTS)), _jitter(draws, wall_tint, 0.1))
     assert builder.cylinders is not None and builder.boxes is not None
     assert builder.mats is not None and builder.shadows is not None
-    return Scene(
+    scene = Scene(
         kind=name,
         start=start,
         camera_height_m=config.camera_height_m * float(draws.uniform(0.95, 1.05)),
@@ -493,3 +494,4 @@ def sample_scene(
         mats=tuple(builder.mats),
         shadows=tuple(builder.shadows),
     )
+    return apply_domain(config.domain, scene, draws)
