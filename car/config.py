@@ -111,6 +111,16 @@ class PolicyConfig:
         0.1, "a GO frame is confident when P(STOP) < threshold - go_margin", min=0.0, max=1.0
     )
     drive_speed: float = _f(0.5, "speed sent with DRIVE, as a fraction of full throttle", min=0.0, max=1.0)
+    slow_when_unsure: bool = _f(
+        True, "scale the DRIVE speed down as the caution (P(STOP), recent evidence, unfamiliarity) rises"
+    )
+    slow_from: float = _f(0.1, "caution at which the car starts to slow down", min=0.0, max=1.0)
+    slowest: float = _f(
+        0.4, "speed at full caution (at the STOP threshold), as a fraction of drive_speed", min=0.0, max=1.0
+    )
+    evidence_frames: int = _f(
+        4, "caution is at least the mean P(STOP) of this many recent frames (0: this frame only)", min=0
+    )
 
 
 @dataclass(frozen=True, slots=True)

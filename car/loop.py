@@ -283,7 +283,7 @@ class ControlLoop:
         self, decision: Decision, faults: list[Fault], probs: Probabilities | None
     ) -> tuple[CommandRecord | None, Decision]:
         kind = CommandKind.STOP if decision.is_stop else CommandKind.DRIVE
-        speed = 0.0 if decision.is_stop else self.drive_speed
+        speed = 0.0 if decision.is_stop else self.drive_speed * decision.speed_scale
         try:
             return self.link.send(kind, speed), decision
         except Exception as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from car import sim_eval
+from car.commands import sim_eval as sim_eval_command
 from car.config import CarConfig, with_overrides
 from car.errors import CarError
 from car.sim_eval import EvalSettings, evaluate
@@ -46,8 +46,8 @@ def test_always_stop_is_a_false_stop_and_runs_are_deterministic(bundles: dict[st
 def run_command(argv: list[str]) -> int:
     """`car sim eval ARGV` as car/commands/sim.py runs it: this module's add_arguments + run."""
     parser = argparse.ArgumentParser(prog="car sim eval")
-    sim_eval.add_arguments(parser)
-    return sim_eval.run(parser.parse_args(argv))
+    sim_eval_command.add_arguments(parser)
+    return sim_eval_command.run(parser.parse_args(argv))
 
 
 def test_command_json_keys(bundles: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
