@@ -121,6 +121,11 @@ class PolicyConfig:
     evidence_frames: int = _f(
         4, "caution is at least the mean P(STOP) of this many recent frames (0: this frame only)", min=0
     )
+    ood: bool = _f(
+        True,
+        "use the bundle's out-of-distribution calibration (fp32): unfamiliar frames slow the car, past its "
+        "limit STOP with fault out_of_distribution",
+    )
 
 
 @dataclass(frozen=True, slots=True)

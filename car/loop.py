@@ -42,6 +42,7 @@ from car.types import (
 from vision.detector import Detector
 from vision.frame import Frame
 from vision.labels import STOP
+from vision.ood import ood_reading
 from vision.preprocess import Preprocessing, fit_to_input, to_network_input
 from vision.sources import EndOfStream, FrameSource, SourceTimeout
 
@@ -224,7 +225,7 @@ class ControlLoop:
             faults.append(Fault(FaultKind.LOG_FAILED, "the drive log cannot be written"))
         if self._stop_requested.is_set():
             faults.append(Fault(FaultKind.SIGNAL, self._stop_request_reason or "stop requested"))
-        decision = self.policy.decide(probs, faults)
+        decision = self.policy.decide(probs, faults, self._unfamiliarity(probs, faults))
         t_decided = clock.now()
 
         # send
@@ -266,6 +267,17 @@ class ControlLoop:
         self._prev_log_s = t_logged - t_sent
         self._count(record, dataclasses.replace(timings, log=self._prev_log_s))
         return record
+
+    def _unfamiliarity(self, probs: Probabilities | None, faults: list[Fault]) -> float:
+        """How unfamiliar this tick's frame looked to the network (0..1, `vision.ood`); past the bundle's
+        limit it is a fault (STOP). 0 without an inference this tick or without a calibration."""
+        reading = ood_reading(self.detector) if probs is not None else None
+        if reading is None:
+            return 0.0
+        if reading.out_of_distribution:
+            detail = f"feature distance {reading.score:.2f} above the calibrated limit {reading.limit:.2f}"
+            faults.append(Fault(FaultKind.OUT_OF_DISTRIBUTION, detail))
+        return reading.unfamiliarity
 
     def _take_seq(self) -> int:
         seq = self._next_seq

@@ -34,7 +34,8 @@ from car.sim_world import make_world
 from car.timing import SimulatedClock
 from car.types import DriveRecord, FaultKind
 from vision.bundle import ModelBundle, load_bundle
-from vision.detector import Detector, build_detector
+from vision.detector import Detector
+from vision.ood import build_checked_detector
 from vision.sim import SCENE_KINDS, World, WorldConfig, pick_kind
 from vision.sources import FrameSource, SimSource
 
@@ -379,7 +380,9 @@ class RunContext:
     @classmethod
     def load(cls, settings: EvalSettings, config: CarConfig) -> RunContext:
         bundle = load_bundle(resolve_path(config.model.bundle))
-        detector = build_detector(bundle, config.model.runtime, config.model.threads)
+        detector = build_checked_detector(
+            bundle, config.model.runtime, config.model.threads, config.policy.ood
+        )
         return cls(settings, config, detector, bundle)
 
     def simulate(self, index: int, sink: RecordSink | None = None) -> RunOutcome:
