@@ -73,7 +73,7 @@ def calibrate(
     drives: int = 60,
     holdout_seed: int = 41,
     holdout_drive_seed: int = 43,
-    stop_margin: float = 2.0,
+    stop_margin: float = 3.0,
 ) -> OodCalibration:
     bundle = load_bundle(bundle_path)
     prep = bundle.manifest.preprocessing
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drives", type=int, default=60)
     parser.add_argument("--holdout-seed", type=int, default=41)
     parser.add_argument("--holdout-drive-seed", type=int, default=43)
-    parser.add_argument("--stop-margin", type=float, default=2.0)
+    parser.add_argument("--stop-margin", type=float, default=3.0)
     args = parser.parse_args(argv)
     calibration = calibrate(
         args.bundle,
