@@ -75,6 +75,7 @@ def test_shipped_model_short_closed_loop_evaluation() -> None:
     report = evaluate(settings, CarConfig())
     assert sorted(o.kind for o in report.outcomes) == ["can_path", "can_side", "dark_mat"]
     assert report.collisions == 0 and report.false_stops == 0
+    assert all(o.ood_faults == 0 for o in report.outcomes)  # normal drives: the OOD signal never fires
     by_kind = {o.kind: o for o in report.outcomes}
     can = by_kind["can_path"]
     assert can.outcome == "stopped_for_can"  # the can starts 1.3 m ahead, inside the 2 m track
