@@ -73,6 +73,10 @@ class SimConfig:
         "car drive: after standing still this long (or at the track's end) the next scene begins",
         min=0.1,
     )
+    domain: str = _f(
+        "default",
+        "the world's look: a name in vision.sim.domains (default, or shifted: unseen floors, light)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
