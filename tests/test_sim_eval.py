@@ -94,8 +94,13 @@ def test_save_failures_writes_ordinary_drive_logs_and_run_repeats_one_run(
     model = str(bundles["always_stop"])
     out = tmp_path / "failures"
     argv = ["--runs", "2", "--seed", "5", "--kinds", "empty", "--model", model, "--json"]
-    assert run_command([*argv, "--save-failures", str(out), "--perturb", "noise,late_frames"]) == 0
+    runs_out = tmp_path / "runs.jsonl"
+    perturb = ["--perturb", "noise,late_frames"]
+    assert run_command([*argv, "--save-failures", str(out), *perturb, "--runs-out", str(runs_out)]) == 0
     doc = json.loads(capsys.readouterr().out)
+    assert run_command(["--from-runs", str(runs_out), *perturb, "--json"]) == 0
+    again_doc = json.loads(capsys.readouterr().out)
+    assert again_doc["false_stops"] == doc["false_stops"] and again_doc["by_kind"] == doc["by_kind"]
     assert doc["false_stops"] == 2 and doc["perturbations"] == ["noise", "late_frames"]
     assert {"stop_distance_p95", "ood_stops", "by_kind", "false_stop_rate"} <= set(doc)
     logs = sorted(out.glob("false_stop-run*-seed*-empty.sqlite"))

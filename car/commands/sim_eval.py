@@ -14,12 +14,15 @@ import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from car.commands.sim import add_domain_argument
 from car.config import CarConfig, load_config, with_overrides
 from car.errors import CarError
 from vision.sim import SCENE_KINDS, WorldConfig
+
+if TYPE_CHECKING:
+    from car.sim_eval import EvalSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--run", default=None, metavar="SEED:KIND", help="repeat one run exactly")
     parser.add_argument("--log", type=Path, default=None, help="with --run: write its drive log here")
+    parser.add_argument(
+        "--from-runs",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="no runs: summarise a --runs-out file (e.g. of an evaluation stopped early)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
@@ -96,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.run is not None:
         return _run_one(args, settings, config)
+    if args.from_runs is not None:
+        return _summarise_file(args, settings)
     stream: TextIO | None = None if args.runs_out is None else args.runs_out.open("w")
     try:
         report = evaluate(
@@ -125,15 +137,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summarise_file(args: argparse.Namespace, settings: EvalSettings) -> int:
+    from car.sim_eval import RunOutcome, format_report, summarise
+
+    try:
+        lines = args.from_runs.read_text().splitlines()
+        outcomes = [RunOutcome(**json.loads(line)) for line in lines if line.strip()]
+    except (OSError, ValueError, TypeError) as exc:
+        raise CarError(f"--from-runs {args.from_runs}: not a --runs-out file ({exc})") from None
+    report = summarise(outcomes, f"{args.from_runs}", 0.0, settings)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0
+
+
 def _write_line(stream: TextIO, doc: dict[str, object]) -> None:
     stream.write(json.dumps(doc) + "\n")
     stream.flush()
 
 
-def _run_one(args: argparse.Namespace, settings: object, config: CarConfig) -> int:
-    from car.sim_eval import EvalSettings, RunContext, RunSpec
+def _run_one(args: argparse.Namespace, settings: EvalSettings, config: CarConfig) -> int:
+    from car.sim_eval import RunContext, RunSpec
 
-    assert isinstance(settings, EvalSettings)
     spec = RunSpec.parse(args.run)
     outcome = RunContext.load(settings, config).simulate_spec(spec, log_path=args.log)
     if args.json:
