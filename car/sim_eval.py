@@ -279,14 +279,13 @@ def simulate_spec(
         drive_speed=config.policy.drive_speed,
     )
     watch = _RunWatch(world, settings, 1.0 / rate)
+    summary = None
     try:
         with source:
             summary = loop.run(until=watch)
-        if writer is not None:
-            writer.close(summary)
     finally:
         if writer is not None:
-            writer.close()
+            writer.close(summary)
     link.close()
     ended = watch.ended or "timeout"
     distance = world.can_distance()
