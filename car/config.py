@@ -114,6 +114,10 @@ class SimConfig:
         "car drive: after standing still this long (or at the track's end) the next scene begins",
         min=0.1,
     )
+    domain: str = _f(
+        "default",
+        "the world's look: a name in vision.sim.domains (default, or shifted: unseen floors, light)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,21 @@ class PolicyConfig:
         0.1, "a GO frame is confident when P(STOP) < threshold - go_margin", min=0.0, max=1.0
     )
     drive_speed: float = _f(0.5, "speed sent with DRIVE, as a fraction of full throttle", min=0.0, max=1.0)
+    slow_when_unsure: bool = _f(
+        True, "scale the DRIVE speed down as the caution (P(STOP), recent evidence, unfamiliarity) rises"
+    )
+    slow_from: float = _f(0.1, "caution at which the car starts to slow down", min=0.0, max=1.0)
+    slowest: float = _f(
+        0.4, "speed at full caution (at the STOP threshold), as a fraction of drive_speed", min=0.0, max=1.0
+    )
+    evidence_frames: int = _f(
+        4, "caution is at least the mean P(STOP) of this many recent frames (0: this frame only)", min=0
+    )
+    ood: bool = _f(
+        True,
+        "use the bundle's out-of-distribution calibration (fp32): unfamiliar frames slow the car, past its "
+        "limit STOP with fault out_of_distribution",
+    )
 
 
 @dataclass(frozen=True, slots=True)

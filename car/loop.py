@@ -43,6 +43,7 @@ from car.types import (
 from vision.detector import Detector, NonFiniteOutputError
 from vision.frame import Frame
 from vision.labels import STOP
+from vision.ood import ood_reading
 from vision.preprocess import Preprocessing, fit_to_input, to_network_input
 from vision.sources import EndOfStream, FrameSource, SourceTimeout
 
@@ -232,7 +233,7 @@ class ControlLoop:
         if self._stop_requested.is_set():
             faults.append(Fault(FaultKind.SIGNAL, self._stop_request_reason or "stop requested"))
         order = self._poll_operator(t_inferred, faults)
-        decision = self.policy.decide(probs, faults)
+        decision = self.policy.decide(probs, faults, self._unfamiliarity(probs, faults))
         speed = self.drive_speed
         if order is not None and order.manual:  # teleop: the network ran in shadow
             decision, speed = manual_decision(decision, order, bool(faults)), order.speed
@@ -278,6 +279,17 @@ class ControlLoop:
         self._count(record, dataclasses.replace(timings, log=self._prev_log_s))
         return record
 
+    def _unfamiliarity(self, probs: Probabilities | None, faults: list[Fault]) -> float:
+        """How unfamiliar this tick's frame looked to the network (0..1, `vision.ood`); past the bundle's
+        limit it is a fault (STOP). 0 without an inference this tick or without a calibration."""
+        reading = ood_reading(self.detector) if probs is not None else None
+        if reading is None:
+            return 0.0
+        if reading.out_of_distribution:
+            detail = f"feature distance {reading.score:.2f} above the calibrated limit {reading.limit:.2f}"
+            faults.append(Fault(FaultKind.OUT_OF_DISTRIBUTION, detail))
+        return reading.unfamiliarity
+
     def _take_seq(self) -> int:
         seq = self._next_seq
         self._next_seq += 1
@@ -303,7 +315,7 @@ class ControlLoop:
         self, decision: Decision, faults: list[Fault], probs: Probabilities | None, drive_speed: float
     ) -> tuple[CommandRecord | None, Decision]:
         kind = CommandKind.STOP if decision.is_stop else CommandKind.DRIVE
-        speed = 0.0 if decision.is_stop else drive_speed
+        speed = 0.0 if decision.is_stop else drive_speed * decision.speed_scale
         try:
             return self.link.send(kind, speed), decision
         except Exception as exc:

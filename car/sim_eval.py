@@ -13,8 +13,6 @@ A run ends when the car touches the can (a collision), reaches the end of the tr
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from collections import Counter
@@ -27,19 +25,20 @@ from typing import TypeVar
 import numpy as np
 
 from car import engines
-from car.commands.sim import add_domain_argument
-from car.config import CarConfig, LoopConfig, load_config, resolve_path, with_overrides
+from car.config import CarConfig, LoopConfig, resolve_path
+from car.drivelog import DriveLogWriter
 from car.errors import CarError
 from car.links import BridgeMotorLink
 from car.loop import ControlLoop, NullSink, RecordSink
 from car.policy import Policy, PolicyParams
 from car.sim_world import make_world
 from car.timing import SimulatedClock
-from car.types import DriveRecord
+from car.types import DriveRecord, FaultKind
 from vision.bundle import ModelBundle, load_bundle
-from vision.detector import Detector, build_detector
+from vision.detector import Detector
+from vision.ood import build_checked_detector
 from vision.sim import SCENE_KINDS, World, WorldConfig, pick_kind
-from vision.sources import SimSource
+from vision.sources import FrameSource, SimSource
 
 OUTCOMES = ("stopped_for_can", "false_stop", "collision", "reached_end", "timeout")
 EVAL_SEEDS = (0, 1)
@@ -55,6 +54,7 @@ class EvalSettings:
     max_seconds: float = 40.0
     false_stop_beyond_m: float = 0.7  # a stop with the can farther than this (or not in the path) is false
     world: WorldConfig = field(default_factory=WorldConfig)
+    perturbations: tuple[str, ...] = ()  # names in vision.sim.perturb.PERTURBATIONS, applied to every run
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,8 @@ class RunOutcome:
     sim_seconds: float
     stutters: int  # STOPs while driving that resumed later (brief hesitations)
     faults: int
+    ood_faults: int = 0  # ticks with an out_of_distribution fault
+    ood_stop: bool = False  # the car came to rest on an out_of_distribution fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,11 @@ class EvalReport:
     stop_distance_p10: float | None
     stop_distance_p90: float | None
     stop_distance_min: float | None
+    stop_distance_p95: float | None
     false_stop_rate: float
+    ood_stops: int
+    perturbations: list[str]
+    domain: str
     frames: int
     sim_seconds: float
     wall_seconds: float
@@ -110,6 +116,38 @@ def choose_kind(seed: int, kinds: Sequence[str]) -> str:
     return kinds[int(rng.integers(len(kinds)))]
 
 
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """Which run: its number in the evaluation (for naming only), its seed and its scene kind.
+
+    A run is a pure function of (bundle, drive config, `EvalSettings` options, seed, kind):
+    `car sim eval --run SEED:KIND` repeats any run exactly from these two values."""
+
+    index: int
+    seed: int
+    kind: str
+
+    @classmethod
+    def of(cls, settings: EvalSettings, index: int) -> RunSpec:
+        seed = run_seed(settings.seed, index)
+        return cls(index, seed, choose_kind(seed, settings.kinds))
+
+    @classmethod
+    def parse(cls, text: str) -> RunSpec:
+        """`SEED:KIND` as printed in a report or a failure log's name."""
+        seed_text, _, kind = text.partition(":")
+        try:
+            seed = int(seed_text)
+        except ValueError:
+            raise CarError(f"--run {text!r}: give SEED:KIND, e.g. 1234567:can_path") from None
+        check_kinds((kind,))
+        return cls(0, seed, kind)
+
+    @property
+    def name(self) -> str:
+        return f"run{self.index:05d}-seed{self.seed}-{self.kind}"
+
+
 def can_in_path(world: World) -> bool:
     truth = world.truth()
     return truth.lateral_m is not None and abs(truth.lateral_m) <= world.config.half_path_m
@@ -118,15 +156,16 @@ def can_in_path(world: World) -> bool:
 class _RunWatch:
     """Watches one run's records: standstill, stutters; says when the run is over."""
 
-    def __init__(self, world: World, motor: BridgeMotorLink, settings: EvalSettings, period: float) -> None:
+    def __init__(self, world: World, settings: EvalSettings, period: float) -> None:
         self.world = world
         self.settings = settings
         self.period = period
         self.still_s = 0.0
-        self.moved = False
         self.was_driving = False
         self.stutters = 0
         self.faults = 0
+        self.ood_faults = 0
+        self.last_ood = False
         self.frames = 0
         self.t = 0.0
         self.ended: str | None = None
@@ -134,12 +173,14 @@ class _RunWatch:
     def __call__(self, record: DriveRecord) -> str | None:
         self.frames += record.frame_seq is not None
         self.faults += len(record.faults)
+        self.last_ood = any(f.kind is FaultKind.OUT_OF_DISTRIBUTION for f in record.faults)
+        self.ood_faults += self.last_ood
         self.t += self.period
         stopped = record.decision.is_stop
         if stopped and self.was_driving:
             self.stutters += 1
         self.was_driving = not stopped
-        self.still_s = self.still_s + self.period if stopped else 0.0
+        self.still_s = self.still_s + self.period if stopped and self.world.speed_mps <= 0 else 0.0
         if self.world.collided():
             self.ended = "collision"
         elif self.world.reached_end():
@@ -151,6 +192,20 @@ class _RunWatch:
         return self.ended
 
 
+class _Tee:
+    """Hands each record to several sinks (e.g. `car sim collect`'s and a failure log)."""
+
+    def __init__(self, *sinks: RecordSink) -> None:
+        self.sinks = sinks
+
+    def submit(self, record: DriveRecord) -> bool:
+        return all([s.submit(record) for s in self.sinks])
+
+    @property
+    def healthy(self) -> bool:
+        return all(s.healthy for s in self.sinks)
+
+
 def simulate_run(
     index: int,
     settings: EvalSettings,
@@ -160,16 +215,30 @@ def simulate_run(
     bundle: ModelBundle,
     sink: RecordSink | None = None,
 ) -> RunOutcome:
-    """One closed-loop run; deterministic for (settings.seed, index).
+    """Run `index` of the evaluation `settings` (its seed and kind follow from settings.seed and index)."""
+    spec = RunSpec.of(settings, index)
+    return simulate_spec(spec, settings, config=config, detector=detector, bundle=bundle, sink=sink)
+
+
+def simulate_spec(
+    spec: RunSpec,
+    settings: EvalSettings,
+    *,
+    config: CarConfig,
+    detector: Detector,
+    bundle: ModelBundle,
+    sink: RecordSink | None = None,
+    log_path: Path | None = None,
+) -> RunOutcome:
+    """One closed-loop run; deterministic for (bundle, config, settings' options, spec.seed, spec.kind).
 
     `sink` receives every record of the run as the drive log would (frame, ground truth, decision;
-    `car sim collect` keeps frames from it); by default the records go nowhere.
+    `car sim collect` keeps frames from it); by default the records go nowhere. `log_path` writes the run as
+    an ordinary drive log (`car log info`, `car replay`, `car explain` read it).
     """
     from firmware_bridge.loopback import LoopbackLink
 
-    seed = run_seed(settings.seed, index)
-    kind = choose_kind(seed, settings.kinds)
-    world = make_world(seed, kind, config=settings.world)
+    world = make_world(spec.seed, spec.kind, config=settings.world)
     start_distance = world.can_distance()
     in_path = can_in_path(world)
     clock = SimulatedClock()
@@ -180,29 +249,44 @@ def simulate_run(
     motor = BridgeMotorLink(link)
     rate = config.loop.rate_hz if config.loop.rate_hz > 0 else 30.0
     fps = config.source.fps if config.source.fps > 0 else rate
-    source = SimSource(
+    source: FrameSource = SimSource(
         world,
         lambda: link.motor_fraction * world.config.max_speed_mps,
         fps=fps,
         clock=clock,
-        name=f"eval:{index}",
+        name=f"eval:{spec.seed}:{spec.kind}",
     )
+    if settings.perturbations:
+        from vision.sim.perturb import PerturbedDetector, PerturbedSource, make_perturbations
+
+        perturbations = make_perturbations(settings.perturbations, spec.seed)
+        source = PerturbedSource(source, perturbations, clock, spec.seed)
+        detector = PerturbedDetector(detector, perturbations, clock, spec.seed)
     params = PolicyParams.from_config(config.policy, bundle.manifest.threshold)
     loop_config = LoopConfig(**{**asdict(config.loop), "rate_hz": rate, "duration_s": 0.0})
+    writer = (
+        None if log_path is None else _failure_log(log_path, config, bundle, params.threshold, source.name)
+    )
+    sinks = [s for s in (sink, writer) if s is not None]
     loop = ControlLoop(
         source=source,
         detector=detector,
         preprocessing=bundle.manifest.preprocessing,
         policy=Policy(params),
         link=motor,
-        sink=NullSink() if sink is None else sink,
+        sink=_Tee(*sinks) if sinks else NullSink(),
         clock=clock,
         config=loop_config,
         drive_speed=config.policy.drive_speed,
     )
-    watch = _RunWatch(world, motor, settings, 1.0 / rate)
-    with source:
-        loop.run(until=watch)
+    watch = _RunWatch(world, settings, 1.0 / rate)
+    summary = None
+    try:
+        with source:
+            summary = loop.run(until=watch)
+    finally:
+        if writer is not None:
+            writer.close(summary)
     link.close()
     ended = watch.ended or "timeout"
     distance = world.can_distance()
@@ -212,9 +296,9 @@ def simulate_run(
         ended = "stopped_for_can" if blocking else "false_stop"
         stop_distance = distance if blocking else None
     return RunOutcome(
-        run=index,
-        seed=seed,
-        kind=kind,
+        run=spec.index,
+        seed=spec.seed,
+        kind=spec.kind,
         outcome=ended,
         stop_distance_m=stop_distance,
         can_start_m=start_distance,
@@ -223,14 +307,33 @@ def simulate_run(
         sim_seconds=clock.now(),
         stutters=watch.stutters,
         faults=watch.faults,
+        ood_faults=watch.ood_faults,
+        ood_stop=ended in ("false_stop", "stopped_for_can") and watch.last_ood,
     )
+
+
+def _failure_log(
+    path: Path, config: CarConfig, bundle: ModelBundle, threshold: float, source: str
+) -> DriveLogWriter:
+    """A drive log for one simulated run: every record kept (queue as long as any run), frames as PNG."""
+    from car.run_drive import drive_meta
+
+    writer = DriveLogWriter(path, drive_meta(config, bundle, threshold, source), queue_size=1_000_000)
+    return writer.open()
+
+
+FAILURES = ("collision", "false_stop", "timeout")
+"""Outcomes `--save-failures` writes a drive log for."""
 
 
 def _percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
-def summarise(outcomes: Sequence[RunOutcome], bundle: str, wall_seconds: float) -> EvalReport:
+def summarise(
+    outcomes: Sequence[RunOutcome], bundle: str, wall_seconds: float, settings: EvalSettings | None = None
+) -> EvalReport:
+    settings = settings or EvalSettings()
     counts = Counter(o.outcome for o in outcomes)
     distances = [o.stop_distance_m for o in outcomes if o.stop_distance_m is not None]
     by_kind: dict[str, dict[str, int]] = {}
@@ -248,7 +351,11 @@ def summarise(outcomes: Sequence[RunOutcome], bundle: str, wall_seconds: float) 
         stop_distance_p10=_percentile(distances, 10),
         stop_distance_p90=_percentile(distances, 90),
         stop_distance_min=min(distances) if distances else None,
+        stop_distance_p95=_percentile(distances, 95),
         false_stop_rate=counts["false_stop"] / n if n else 0.0,
+        ood_stops=sum(o.ood_stop for o in outcomes),
+        perturbations=list(settings.perturbations),
+        domain=settings.world.domain,
         frames=sum(o.frames for o in outcomes),
         sim_seconds=sum(o.sim_seconds for o in outcomes),
         wall_seconds=wall_seconds,
@@ -273,12 +380,25 @@ class RunContext:
     @classmethod
     def load(cls, settings: EvalSettings, config: CarConfig) -> RunContext:
         bundle = load_bundle(resolve_path(config.model.bundle))
-        detector = build_detector(bundle, config.model.runtime, config.model.threads)
+        detector = build_checked_detector(
+            bundle, config.model.runtime, config.model.threads, config.policy.ood
+        )
         return cls(settings, config, detector, bundle)
 
     def simulate(self, index: int, sink: RecordSink | None = None) -> RunOutcome:
-        return simulate_run(
-            index, self.settings, config=self.config, detector=self.detector, bundle=self.bundle, sink=sink
+        return self.simulate_spec(RunSpec.of(self.settings, index), sink=sink)
+
+    def simulate_spec(
+        self, spec: RunSpec, sink: RecordSink | None = None, log_path: Path | None = None
+    ) -> RunOutcome:
+        return simulate_spec(
+            spec,
+            self.settings,
+            config=self.config,
+            detector=self.detector,
+            bundle=self.bundle,
+            sink=sink,
+            log_path=log_path,
         )
 
 
@@ -330,13 +450,42 @@ def evaluate(
     config: CarConfig,
     jobs: int = 1,
     progress: bool = False,
+    *,
+    on_outcome: Callable[[RunOutcome], None] | None = None,
     engine: engines.EngineChoice = engines.EngineChoice(),  # noqa: B008  (frozen)
 ) -> EvalReport:
+    """All runs of `settings`; `on_outcome` sees each as it finishes (in run order)."""
     check_kinds(settings.kinds)
     bundle = load_bundle(resolve_path(config.model.bundle))
     t0 = time.monotonic()
-    outcomes = list(map_runs(_outcome_of, settings, config, jobs, progress, engine=engine))
-    return summarise(outcomes, bundle.manifest.name, time.monotonic() - t0)
+    outcomes = []
+    for outcome in map_runs(_outcome_of, settings, config, jobs, progress, engine=engine):
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return summarise(outcomes, bundle.manifest.name, time.monotonic() - t0, settings)
+
+
+def save_failures(
+    outcomes: Sequence[RunOutcome], settings: EvalSettings, config: CarConfig, out: Path
+) -> list[Path]:
+    """Runs again every collision, false stop and timeout (runs are deterministic) with a drive log:
+    `out/<outcome>-run<N>-seed<S>-<kind>.sqlite`. Returns the paths written."""
+    failing = [o for o in outcomes if o.outcome in FAILURES]
+    if not failing:
+        return []
+    context = RunContext.load(settings, config)
+    paths = []
+    for o in failing:
+        spec = RunSpec(o.run, o.seed, o.kind)
+        path = out / f"{o.outcome}-{spec.name}.sqlite"
+        again = context.simulate_spec(spec, log_path=path)
+        if again.outcome != o.outcome:
+            raise CarError(
+                f"{spec.name}: ran again as {again.outcome}, not {o.outcome}; the run is not deterministic"
+            )
+        paths.append(path)
+    return paths
 
 
 class _NoBar:
@@ -355,56 +504,6 @@ def _progress(total: int, enabled: bool) -> _NoBar:
     return tqdm(total=total, unit="run", file=sys.stderr)  # type: ignore[return-value]
 
 
-# -- the `car sim eval` command ------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=int, default=200, help="number of simulated drives (default 200)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the scenes (default 0)")
-    parser.add_argument(
-        "--model", type=Path, default=None, help="bundle (default: the config's, models/edge-sim)"
-    )
-    parser.add_argument("--config", type=Path, default=None, help="drive config for policy and loop settings")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override")
-    parser.add_argument(
-        "--kinds",
-        default="",
-        help=f"comma-separated scene kinds (default: the mix of {', '.join(SCENE_KINDS)})",
-    )
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    engines.add_engine_arguments(parser)
-    add_domain_argument(parser)
-    parser.add_argument("--runs-out", type=Path, default=None, help="write every run's outcome as JSON lines")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.runs < 1:
-        raise CarError(f"--runs {args.runs}: give at least 1")
-    if args.jobs < 1:
-        raise CarError(f"--jobs {args.jobs}: give at least 1")
-    config = load_config(args.config)
-    overrides = list(args.set)
-    if args.model is not None:
-        overrides.append(f"model.bundle={args.model}")
-    if overrides:
-        config = with_overrides(config, overrides)
-    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
-    settings = EvalSettings(
-        runs=args.runs, seed=args.seed, kinds=kinds, world=WorldConfig(domain=args.domain)
-    )
-    report = evaluate(
-        settings, config, jobs=args.jobs, progress=not args.json, engine=engines.engine_from_args(args)
-    )
-    if args.runs_out is not None:
-        args.runs_out.write_text("".join(json.dumps(asdict(o)) + "\n" for o in report.outcomes))
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(format_report(report))
-    return 0
-
-
 def _m(x: float | None) -> str:
     return "--" if x is None else f"{x:.3f} m"
 
@@ -417,7 +516,9 @@ def format_report(r: EvalReport) -> str:
         f"  false stops     {r.false_stops} ({100 * r.false_stop_rate:.1f} %)",
         f"  stopped for can {r.stopped_for_can}, reached the end {r.reached_end}, timeouts {r.timeouts}",
         f"  stopping distance p10 {_m(r.stop_distance_p10)}, p50 {_m(r.stop_distance_p50)}, "
-        f"p90 {_m(r.stop_distance_p90)}, min {_m(r.stop_distance_min)}",
+        f"p90 {_m(r.stop_distance_p90)}, p95 {_m(r.stop_distance_p95)}, min {_m(r.stop_distance_min)}",
+        f"  stops on out_of_distribution {r.ood_stops}; world {r.domain}; "
+        f"perturbations {', '.join(r.perturbations) or 'none'}",
         "  by scene kind: "
         + ", ".join(
             f"{kind} " + "/".join(f"{k[:4]}={v}" for k, v in counts.items() if v)

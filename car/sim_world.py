@@ -56,7 +56,7 @@ class EpisodicWorld:
         config: WorldConfig | None = None,
     ) -> None:
         self.sim = sim
-        self.config = config or WorldConfig()
+        self.config = config or WorldConfig(domain=sim.domain)
         self.max_speed_mps = self.config.max_speed_mps
         self.episode = 0
         self.world = self._new_world()

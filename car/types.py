@@ -38,6 +38,7 @@ class FaultKind(StrEnum):
     EXCEPTION = "exception"  # anything unexpected inside the loop
     SIGNAL = "signal"  # SIGINT / SIGTERM: stop and shut down
     OPERATOR_STOP = "operator_stop"  # the operator's e-stop (web console STOP): latched until Resume
+    OUT_OF_DISTRIBUTION = "out_of_distribution"  # the frame is unlike anything the network was trained on
 
 
 class Reason(StrEnum):
@@ -74,6 +75,7 @@ class Decision:
     reason: Reason
     probs: Probabilities | None = None
     go_streak: int = 0  # consecutive confident GO frames counted so far
+    speed_scale: float = 1.0  # a GO drives at this fraction of the drive speed (slow when unsure)
 
     @property
     def is_stop(self) -> bool:

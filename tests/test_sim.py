@@ -104,7 +104,9 @@ def test_driving_at_a_can_collides_and_the_can_grows() -> None:
         assert len(areas) < 200
     assert world.can_distance() == pytest.approx(0.0, abs=1e-9)
     assert world.odometer_m == pytest.approx(1.0)
-    assert len(areas) == math.ceil(1.0 / (CONFIG.max_speed_mps * 0.1))
+    # it speeds up at accel_mps2 from rest: v²/(2a) of the distance is covered at half speed on average
+    top, accel = CONFIG.max_speed_mps, CONFIG.accel_mps2
+    assert len(areas) == math.ceil((1.0 + top**2 / (2 * accel)) / (top * 0.1))
     assert areas[-1] > 4 * areas[0] > 0
     assert labels[0] == GO and labels[-1] == STOP
 
@@ -158,3 +160,18 @@ def test_sim_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules and 'shap' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_braking_takes_speed_squared_over_twice_the_deceleration() -> None:
+    config = WorldConfig(brake_mps2=1.5, accel_mps2=1.0)
+    world = World(config, _scene("empty", 3, Placement(ahead=(1.0, 1.0))), seed=0)
+    for _ in range(100):  # reach 0.25 m/s
+        world.step(0.25, 0.01)
+    assert world.speed_mps == pytest.approx(0.25)
+    start = world.odometer_m
+    steps = 0
+    while world.speed_mps > 0:
+        world.step(0.0, 1 / 30)  # STOP
+        steps += 1
+    assert world.odometer_m - start == pytest.approx(0.25**2 / (2 * 1.5), rel=1e-6)
+    assert steps == math.ceil(0.25 / 1.5 * 30)

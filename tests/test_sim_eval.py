@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from car import sim_eval
+from car.commands import sim_eval as sim_eval_command
 from car.config import CarConfig, with_overrides
 from car.errors import CarError
 from car.sim_eval import EvalSettings, evaluate
@@ -46,8 +46,8 @@ def test_always_stop_is_a_false_stop_and_runs_are_deterministic(bundles: dict[st
 def run_command(argv: list[str]) -> int:
     """`car sim eval ARGV` as car/commands/sim.py runs it: this module's add_arguments + run."""
     parser = argparse.ArgumentParser(prog="car sim eval")
-    sim_eval.add_arguments(parser)
-    return sim_eval.run(parser.parse_args(argv))
+    sim_eval_command.add_arguments(parser)
+    return sim_eval_command.run(parser.parse_args(argv))
 
 
 def test_command_json_keys(bundles: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
@@ -75,8 +75,45 @@ def test_shipped_model_short_closed_loop_evaluation() -> None:
     report = evaluate(settings, CarConfig())
     assert sorted(o.kind for o in report.outcomes) == ["can_path", "can_side", "dark_mat"]
     assert report.collisions == 0 and report.false_stops == 0
+    assert all(o.ood_faults == 0 for o in report.outcomes)  # normal drives: the OOD signal never fires
     by_kind = {o.kind: o for o in report.outcomes}
     can = by_kind["can_path"]
     assert can.outcome == "stopped_for_can"  # the can starts 1.3 m ahead, inside the 2 m track
     assert can.stop_distance_m is not None and 0.0 < can.stop_distance_m <= 0.7
     assert by_kind["dark_mat"].outcome == by_kind["can_side"].outcome == "reached_end"
+
+
+def test_save_failures_writes_ordinary_drive_logs_and_run_repeats_one_run(
+    bundles: dict[str, Path],  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from car.cli import main
+    from car.drivelog import DriveLogReader
+
+    model = str(bundles["always_stop"])
+    out = tmp_path / "failures"
+    argv = ["--runs", "2", "--seed", "5", "--kinds", "empty", "--model", model, "--json"]
+    runs_out = tmp_path / "runs.jsonl"
+    perturb = ["--perturb", "noise,late_frames"]
+    assert run_command([*argv, "--save-failures", str(out), *perturb, "--runs-out", str(runs_out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert run_command(["--from-runs", str(runs_out), *perturb, "--json"]) == 0
+    again_doc = json.loads(capsys.readouterr().out)
+    assert again_doc["false_stops"] == doc["false_stops"] and again_doc["by_kind"] == doc["by_kind"]
+    assert doc["false_stops"] == 2 and doc["perturbations"] == ["noise", "late_frames"]
+    assert {"stop_distance_p95", "ood_stops", "by_kind", "false_stop_rate"} <= set(doc)
+    logs = sorted(out.glob("false_stop-run*-seed*-empty.sqlite"))
+    assert [str(p) for p in logs] == sorted(doc["failure_logs"]) and len(logs) == 2
+    with DriveLogReader(logs[0]) as log:
+        assert log.summary is not None and log.summary.end_reason == "stopped" and len(log) > 3
+    assert main(["log", "info", str(logs[0])]) == 0
+    assert main(["replay", str(logs[0]), "--json"]) == 0
+    capsys.readouterr()
+    seed = logs[0].name.split("-seed")[1].split("-")[0]
+    again = tmp_path / "again.sqlite"
+    one = [f"--run={seed}:empty", "--model", model, "--perturb", "noise,late_frames", "--log", str(again)]
+    assert run_command([*one, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcome"] == "false_stop"
+    with DriveLogReader(logs[0]) as a, DriveLogReader(again) as b:
+        assert [r.decision.label for r in a.records()] == [r.decision.label for r in b.records()]

@@ -24,7 +24,7 @@ from vision.preprocess import Preprocessing
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
-ROLES = ("onnx", "onnx_int8", "weights")
+ROLES = ("onnx", "onnx_int8", "weights", "ood")  # ood: vision.ood calibration (optional)
 REQUIRED_ROLES = ("onnx", "weights")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUNDLE = REPO_ROOT / "models" / "edge-sim"

@@ -2,7 +2,8 @@
 
 - `car sim dataset --out DIR --n N --seed S`: N frames as `{label}_{uuid}.jpg`, masks, manifest, summary.
 - `car sim demo [--out runs/demo]`: a short drive towards a can (stopped by ground truth), MP4 + sheet.
-- `car sim eval ...`: closed-loop evaluation; its options and code live in `car.sim_eval` (loaded lazily).
+- `car sim eval ...`: closed-loop evaluation; options in `car.commands.sim_eval`, the work in `car.sim_eval`
+  (both loaded lazily).
 - `car sim collect ...`: closed-loop training frames (DAgger-style); options in
   `car.commands.sim_collect`, code in `car.sim_collect`.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from car.errors import CarError
 
-SIM_EVAL_MODULE = "car.sim_eval"
+SIM_EVAL_MODULE = "car.commands.sim_eval"
 """Where `car sim eval` takes its `add_arguments(parser)` and `run(args)` from (imported only when used)."""
 SIM_COLLECT_MODULE = "car.commands.sim_collect"
 """Where `car sim collect` takes its `add_arguments(parser)` and `run(args)` from."""

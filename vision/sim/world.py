@@ -56,6 +56,17 @@ def ground_truth(config: WorldConfig, scene: Scene, pose: CarPose, mask: np.ndar
     )
 
 
+def travel_and_speed(v0: float, target: float, dt: float, config: WorldConfig) -> tuple[float, float]:
+    """Distance covered in `dt` and the speed at its end, the speed ramping linearly from `v0` towards
+    `target` at the config's acceleration or braking rate, then holding it (exact for that motion)."""
+    rate = config.accel_mps2 if target >= v0 else config.brake_mps2
+    t_reach = abs(target - v0) / rate
+    if t_reach > dt * (1 + 1e-9):  # (not reached within dt, rounding aside)
+        v1 = v0 + math.copysign(rate * dt, target - v0)
+        return (v0 + v1) / 2 * dt, v1
+    return (v0 + target) / 2 * t_reach + target * (dt - t_reach), target
+
+
 class World:
     """The car in a scene. `step(speed, dt)` moves it; `render()` is what its camera sees now."""
 
@@ -67,19 +78,25 @@ class World:
         self.time_s = 0.0
         self.frame_index = 0
         self.odometer_m = 0.0
+        self.speed_mps = 0.0
+        """The car's actual speed: it follows the commanded speed at `accel_mps2` / `brake_mps2`."""
         self._collided = False
         self._renderer = renderer_for(config)
 
     def step(self, speed_mps: float, dt: float) -> None:
-        """Drive forward at `speed_mps` (clamped to 0..max speed) for `dt` seconds; stop at the can."""
+        """Command `speed_mps` (clamped to 0..max speed) for `dt` seconds; stop at the can.
+
+        The car's speed moves towards the command at `config.accel_mps2` (faster) or `config.brake_mps2`
+        (slower), so a STOP still travels v²/(2·brake) after it arrives."""
         if not (math.isfinite(speed_mps) and math.isfinite(dt)) or dt < 0:
             raise ValueError(f"World.step(speed={speed_mps!r}, dt={dt!r}): need finite speed and dt >= 0")
-        speed = min(max(speed_mps, 0.0), self.config.max_speed_mps)
-        travel = speed * dt
+        target = min(max(speed_mps, 0.0), self.config.max_speed_mps)
+        travel, self.speed_mps = travel_and_speed(self.speed_mps, target, dt, self.config)
         geometry = can_geometry(self.pose, self.scene.can)
         if geometry is not None and self._blocks(geometry) and geometry.distance_m - travel <= 0:
             travel = max(geometry.distance_m, 0.0)
             self._collided = True
+            self.speed_mps = 0.0
         self.pose = self.pose.advanced(travel)
         self.odometer_m += travel
         self.time_s += dt

@@ -1,0 +1,177 @@
+"""`car sim eval`: the options and output of the closed-loop evaluation (the work is in `car.sim_eval`).
+
+- `car sim eval --runs N --seed S [--jobs J] [--domain shifted] [--perturb LIST] [--json]`: N runs.
+- `--runs-out FILE`: every run's outcome as a JSON line, written as each run finishes (a long evaluation
+  stopped early still leaves every finished run).
+- `--save-failures DIR`: each collision, false stop and timeout as an ordinary drive log in DIR, named by
+  outcome, run number, seed and kind (`car log info`, `car replay`, `car explain` read them).
+- `--run SEED:KIND`: one run exactly as it ran inside an evaluation (`--log FILE` keeps its drive log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from car import engines
+from car.commands.sim import add_domain_argument
+from car.config import CarConfig, load_config, with_overrides
+from car.errors import CarError
+from vision.sim import SCENE_KINDS, WorldConfig
+
+if TYPE_CHECKING:
+    from car.sim_eval import EvalSettings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vision.sim.perturb import PERTURBATIONS
+
+    parser.add_argument("--runs", type=int, default=200, help="number of simulated drives (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the scenes (default 0)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="bundle (default: the config's, models/edge-sim)"
+    )
+    parser.add_argument("--config", type=Path, default=None, help="drive config for policy and loop settings")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override")
+    parser.add_argument(
+        "--kinds",
+        default="",
+        help=f"comma-separated scene kinds (default: the mix of {', '.join(SCENE_KINDS)})",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    engines.add_engine_arguments(parser)
+    add_domain_argument(parser)
+    parser.add_argument(
+        "--perturb",
+        default="",
+        metavar="LIST",
+        help=f"comma-separated sensor/timing perturbations, or 'all': {', '.join(PERTURBATIONS)}",
+    )
+    parser.add_argument("--runs-out", type=Path, default=None, help="write every run's outcome as JSON lines")
+    parser.add_argument(
+        "--save-failures", type=Path, default=None, metavar="DIR", help="a drive log per failing run"
+    )
+    parser.add_argument("--run", default=None, metavar="SEED:KIND", help="repeat one run exactly")
+    parser.add_argument("--log", type=Path, default=None, help="with --run: write its drive log here")
+    parser.add_argument(
+        "--from-runs",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="no runs: summarise a --runs-out file (e.g. of an evaluation stopped early)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def parse_perturbations(text: str) -> tuple[str, ...]:
+    from vision.sim.perturb import PERTURBATIONS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return tuple(PERTURBATIONS)
+    for name in names:
+        if name not in PERTURBATIONS:
+            raise CarError(f"--perturb {name!r}: choose 'all' or from {', '.join(PERTURBATIONS)}")
+    return tuple(names)
+
+
+def _config(args: argparse.Namespace) -> CarConfig:
+    config = load_config(args.config)
+    overrides = list(args.set)
+    if args.model is not None:
+        overrides.append(f"model.bundle={args.model}")
+    return with_overrides(config, overrides) if overrides else config
+
+
+def run(args: argparse.Namespace) -> int:
+    from car.sim_eval import EvalSettings, evaluate, format_report, save_failures
+
+    if args.runs < 1:
+        raise CarError(f"--runs {args.runs}: give at least 1")
+    if args.jobs < 1:
+        raise CarError(f"--jobs {args.jobs}: give at least 1")
+    if args.log is not None and args.run is None:
+        raise CarError(
+            "--log needs --run SEED:KIND (an evaluation saves its failing runs with --save-failures)"
+        )
+    config = _config(args)
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    settings = EvalSettings(
+        runs=args.runs,
+        seed=args.seed,
+        kinds=kinds,
+        world=WorldConfig(domain=args.domain),
+        perturbations=parse_perturbations(args.perturb),
+    )
+    if args.run is not None:
+        return _run_one(args, settings, config)
+    if args.from_runs is not None:
+        return _summarise_file(args, settings)
+    stream: TextIO | None = None if args.runs_out is None else args.runs_out.open("w")
+    try:
+        report = evaluate(
+            settings,
+            config,
+            jobs=args.jobs,
+            progress=not args.json,
+            on_outcome=None if stream is None else lambda o: _write_line(stream, asdict(o)),
+            engine=engines.engine_from_args(args),
+        )
+    finally:
+        if stream is not None:
+            stream.close()
+    saved = (
+        []
+        if args.save_failures is None
+        else save_failures(report.outcomes, settings, config, args.save_failures)
+    )
+    if args.json:
+        doc = report.to_dict()
+        if args.save_failures is not None:
+            doc["failure_logs"] = [str(p) for p in saved]
+        print(json.dumps(doc, indent=2))
+    else:
+        print(format_report(report))
+        for path in saved:
+            print(f"  failure log: {path}")
+    return 0
+
+
+def _summarise_file(args: argparse.Namespace, settings: EvalSettings) -> int:
+    from car.sim_eval import RunOutcome, format_report, summarise
+
+    try:
+        lines = args.from_runs.read_text().splitlines()
+        outcomes = [RunOutcome(**json.loads(line)) for line in lines if line.strip()]
+    except (OSError, ValueError, TypeError) as exc:
+        raise CarError(f"--from-runs {args.from_runs}: not a --runs-out file ({exc})") from None
+    report = summarise(outcomes, f"{args.from_runs}", 0.0, settings)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _write_line(stream: TextIO, doc: dict[str, object]) -> None:
+    stream.write(json.dumps(doc) + "\n")
+    stream.flush()
+
+
+def _run_one(args: argparse.Namespace, settings: EvalSettings, config: CarConfig) -> int:
+    from car.sim_eval import RunContext, RunSpec
+
+    spec = RunSpec.parse(args.run)
+    outcome = RunContext.load(settings, config).simulate_spec(spec, log_path=args.log)
+    if args.json:
+        print(json.dumps(asdict(outcome), indent=2))
+    else:
+        distance = (
+            ""
+            if outcome.stop_distance_m is None
+            else f", stopped {outcome.stop_distance_m:.3f} m from the can"
+        )
+        print(f"run seed {spec.seed} ({spec.kind}): {outcome.outcome}{distance}, {outcome.frames} frames")
+        if args.log is not None:
+            print(f"log: {args.log}")
+    return 0

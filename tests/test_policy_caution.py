@@ -1,0 +1,56 @@
+"""Defence in depth in the policy: slow when unsure, temporal evidence, unfamiliarity; STOP never waits."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from car.config import PolicyConfig
+from car.policy import Policy, PolicyParams
+from car.types import Probabilities
+from vision.labels import GO, STOP
+
+CAUTIOUS = PolicyParams.from_config(PolicyConfig(slow_from=0.1, slowest=0.4, evidence_frames=4), 0.5)
+PLAIN = PolicyParams(threshold=0.5, go_frames=3, go_margin=0.1)
+
+
+def p(stop: float) -> Probabilities:
+    return Probabilities(1.0 - stop, stop)
+
+
+def driving(params: PolicyParams) -> Policy:
+    policy = Policy(params)
+    for _ in range(params.go_frames):
+        policy.decide(p(0.0))
+    return policy
+
+
+def test_speed_falls_linearly_from_slow_from_to_slowest_at_the_threshold() -> None:
+    assert CAUTIOUS.speed_scale(0.05, 0.0) == pytest.approx(1.0)
+    assert CAUTIOUS.speed_scale(0.3, 0.0) == pytest.approx(0.7)
+    assert CAUTIOUS.speed_scale(0.5, 0.0) == pytest.approx(0.4)
+    assert CAUTIOUS.speed_scale(0.0, 1.0) == pytest.approx(0.4)  # an unfamiliar frame slows the car as much
+    assert CAUTIOUS.speed_scale(0.0, 0.5) == pytest.approx(0.7)
+    assert PLAIN.speed_scale(0.45, 1.0) == 1.0  # switched off
+
+
+def test_temporal_evidence_raises_caution_before_any_frame_is_sure() -> None:
+    policy = driving(CAUTIOUS)
+    scales = [policy.decide(p(x)).speed_scale for x in (0.35, 0.35, 0.35, 0.02)]
+    # the last frame alone would drive at full speed; the recent evidence keeps the car slow
+    assert scales[-1] < 0.8 and Policy(CAUTIOUS).params.speed_scale(0.02, 0.0) == 1.0
+    assert policy.decide(p(0.02)).label == GO
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40))
+def test_caution_never_changes_a_decision_and_never_delays_a_stop(stops: list[float]) -> None:
+    cautious, plain = Policy(CAUTIOUS), Policy(PLAIN)
+    for x in stops:
+        a, b = cautious.decide(p(x), unfamiliarity=x), plain.decide(p(x))
+        assert a.label == b.label and a.reason == b.reason
+        if x > 0.5:
+            assert a.label == STOP
+        if a.label == GO:
+            assert 0.4 <= a.speed_scale <= 1.0
