@@ -174,75 +174,22 @@ class ControlLoop:
 
     # -- one tick --------------------------------------------------------------------------------------------
     def tick(self) -> DriveRecord:
+        """One pass of capture → preprocess → inference → policy → send → log, each stage timed."""
         clock = self.clock
         t_tick = clock.now()
         faults: list[Fault] = []
-
-        # capture
-        frame: Frame | None = None
-        try:
-            frame = self.source.read(self.read_timeout)
-        except SourceTimeout as exc:
-            faults.append(Fault(FaultKind.NO_FRAME, str(exc)))
-        except EndOfStream as exc:
-            faults.append(Fault(FaultKind.END_OF_STREAM, str(exc)))
-            self._ended = True
-        except Exception as exc:  # a camera that fails, a file that cannot be decoded
-            faults.append(Fault(FaultKind.SOURCE_ERROR, _one_line(exc)))
+        frame = self._capture(faults)
         t_captured = clock.now()
-
-        # preprocess (with the frame checks)
-        rgb: np.ndarray | None = None
-        batch: np.ndarray | None = None
-        if frame is not None:
-            problems = frame_faults(frame, t_captured, self._last_seq, self.rules)
-            faults.extend(problems)
-            self._last_seq = frame.seq if self._last_seq is None else max(self._last_seq, frame.seq)
-            if not any(p.kind is FaultKind.BAD_SHAPE for p in problems):
-                try:
-                    rgb = fit_to_input(frame.rgb, self.prep.input_size)
-                    batch = to_network_input(rgb, self.prep)
-                except Exception as exc:
-                    faults.append(Fault(FaultKind.BAD_SHAPE, _one_line(exc)))
+        rgb, batch = self._preprocess(frame, t_captured, faults)
         t_prepped = clock.now()
-
-        # inference (also on a faulty frame, so the log shows what the network made of it)
-        probs: Probabilities | None = None
-        if batch is not None:
-            try:
-                out = self.detector.predict(batch)
-                probs = Probabilities(float(out[0, 0]), float(out[0, 1]))
-                bad = probabilities_fault(probs)
-                if bad is not None:
-                    faults.append(Fault(FaultKind.INFERENCE_NAN, bad))
-            except Exception as exc:
-                message = _one_line(exc)
-                kind = (
-                    FaultKind.INFERENCE_NAN
-                    if isinstance(exc, NonFiniteOutputError)
-                    else FaultKind.INFERENCE_ERROR
-                )
-                faults.append(Fault(kind, message))
+        probs = self._infer(
+            batch, faults
+        )  # also on a faulty frame: the log shows what the network made of it
         t_inferred = clock.now()
-
-        # policy (with everything the link and the log report)
-        link_faults, ack = self._poll_link(t_inferred, faults)
-        faults.extend(link_faults)
-        if not self.sink.healthy:
-            faults.append(Fault(FaultKind.LOG_FAILED, "the drive log cannot be written"))
-        if self._stop_requested.is_set():
-            faults.append(Fault(FaultKind.SIGNAL, self._stop_request_reason or "stop requested"))
-        order = self._poll_operator(t_inferred, faults)
-        decision = self.policy.decide(probs, faults, self._unfamiliarity(probs, faults))
-        speed = self.drive_speed
-        if order is not None and order.manual:  # teleop: the network ran in shadow
-            decision, speed = manual_decision(decision, order, bool(faults)), order.speed
+        decision, speed, ack = self._decide(probs, t_inferred, faults)
         t_decided = clock.now()
-
-        # send
         command, decision = self._send(decision, faults, probs, speed)
         t_sent = clock.now()
-
         latency = None
         if frame is not None and command is not None and command.t_written is not None:
             latency = command.t_written - frame.t_capture
@@ -269,15 +216,81 @@ class ControlLoop:
             timings=timings,
             truth=None if frame is None else frame.truth,
         )
+        self._log(record, timings, t_sent)
+        return record
 
-        # log
+    def _capture(self, faults: list[Fault]) -> Frame | None:
+        """The next frame, or None with the fault that says why."""
+        try:
+            return self.source.read(self.read_timeout)
+        except SourceTimeout as exc:
+            faults.append(Fault(FaultKind.NO_FRAME, str(exc)))
+        except EndOfStream as exc:
+            faults.append(Fault(FaultKind.END_OF_STREAM, str(exc)))
+            self._ended = True
+        except Exception as exc:  # a camera that fails, a file that cannot be decoded
+            faults.append(Fault(FaultKind.SOURCE_ERROR, _one_line(exc)))
+        return None
+
+    def _preprocess(
+        self, frame: Frame | None, t_captured: float, faults: list[Fault]
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(the 224×224 image the network sees, its input batch), after the frame checks."""
+        if frame is None:
+            return None, None
+        problems = frame_faults(frame, t_captured, self._last_seq, self.rules)
+        faults.extend(problems)
+        self._last_seq = frame.seq if self._last_seq is None else max(self._last_seq, frame.seq)
+        if any(p.kind is FaultKind.BAD_SHAPE for p in problems):
+            return None, None
+        try:
+            rgb = fit_to_input(frame.rgb, self.prep.input_size)
+            return rgb, to_network_input(rgb, self.prep)
+        except Exception as exc:
+            faults.append(Fault(FaultKind.BAD_SHAPE, _one_line(exc)))
+            return None, None
+
+    def _infer(self, batch: np.ndarray | None, faults: list[Fault]) -> Probabilities | None:
+        if batch is None:
+            return None
+        try:
+            out = self.detector.predict(batch)
+            probs = Probabilities(float(out[0, 0]), float(out[0, 1]))
+        except NonFiniteOutputError as exc:
+            faults.append(Fault(FaultKind.INFERENCE_NAN, _one_line(exc)))
+            return None
+        except Exception as exc:
+            faults.append(Fault(FaultKind.INFERENCE_ERROR, _one_line(exc)))
+            return None
+        bad = probabilities_fault(probs)
+        if bad is not None:
+            faults.append(Fault(FaultKind.INFERENCE_NAN, bad))
+        return probs
+
+    def _decide(
+        self, probs: Probabilities | None, now: float, faults: list[Fault]
+    ) -> tuple[Decision, float, AckRecord | None]:
+        """(the decision, the DRIVE speed, the firmware's ack) with everything the link, log and operator
+        report added to `faults` first."""
+        link_faults, ack = self._poll_link(now, faults)
+        faults.extend(link_faults)
+        if not self.sink.healthy:
+            faults.append(Fault(FaultKind.LOG_FAILED, "the drive log cannot be written"))
+        if self._stop_requested.is_set():
+            faults.append(Fault(FaultKind.SIGNAL, self._stop_request_reason or "stop requested"))
+        order = self._poll_operator(now, faults)
+        decision = self.policy.decide(probs, faults, self._unfamiliarity(probs, faults))
+        speed = self.drive_speed
+        if order is not None and order.manual:  # teleop: the network ran in shadow
+            decision, speed = manual_decision(decision, order, bool(faults)), order.speed
+        return decision, speed, ack
+
+    def _log(self, record: DriveRecord, timings: StageTimings, t_sent: float) -> None:
         self.sink.submit(record)
         if self.on_record is not None:
             self.on_record(record)
-        t_logged = clock.now()
-        self._prev_log_s = t_logged - t_sent
+        self._prev_log_s = self.clock.now() - t_sent
         self._count(record, dataclasses.replace(timings, log=self._prev_log_s))
-        return record
 
     def _unfamiliarity(self, probs: Probabilities | None, faults: list[Fault]) -> float:
         """How unfamiliar this tick's frame looked to the network (0..1, `vision.ood`); past the bundle's
