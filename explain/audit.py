@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from explain import reuse
 from explain.audit_metrics import FrameEvidence, measure, rests_on_background, summarise_metrics
 from explain.audit_types import (
     DEFAULT_HORIZON,
@@ -274,14 +275,12 @@ def audit_frame(
 class CheckExplainers:
     """Explainers against the first CHECK_BACKGROUND background frames, built once per method."""
 
-    def __init__(self, context: ExplainContext) -> None:
+    def __init__(self, context: ExplainContext, bundle: ModelBundle) -> None:
         self.context = context.with_background(CHECK_BACKGROUND)
-        self._built: dict[str, Explainer] = {}
+        self.bundle = bundle
 
     def get(self, method: str) -> Explainer:
-        if method not in self._built:
-            self._built[method] = build_explainer(method, self.context)
-        return self._built[method]
+        return reuse.explainer(method, self.context, self.bundle)
 
     def stop_maps(self, method: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(P(STOP) per frame, STOP pixel maps) of network inputs `x`."""
@@ -378,13 +377,11 @@ def check_options(options: AuditOptions) -> tuple[int, ...]:
 
 
 def verify(log: DriveLogReader, options: AuditOptions) -> Verified:
-    from vision.torch_model import load_go_stop_network
-
     ticks = read_ticks(log)
     if not any(t.has_frame for t in ticks):
         raise ExplainError(f"{options.log}: the drive log holds no frames; nothing to explain")
     bundle, match = resolve_bundle(log.meta, options.model)
-    network = load_go_stop_network(bundle, options.device)  # (GO, STOP) columns for any labels
+    network = reuse.twin(bundle, options.device)  # (GO, STOP) columns for any labels; once per process
     model = check_model(
         log, bundle, network, match=match, override=options.model is not None, device=options.device
     )
@@ -423,7 +420,7 @@ def explain_and_measure(
     from vision.preprocess import fit_to_input
 
     prep = verified.bundle.manifest.preprocessing
-    explainer = build_explainer(options.method, context)
+    explainer = reuse.explainer(options.method, context, verified.bundle)
     reused = explain_frames(explainer, log, seqs, store, prep, progress=options.progress, outputs=outputs)
     by_seq = {t.seq: t for t in verified.ticks}
     frame_ctx = FrameContext(
@@ -475,7 +472,7 @@ def run_checks(
 
     prep = verified.bundle.manifest.preprocessing
     top = ranked(explained.frames)
-    checks = CheckExplainers(context)
+    checks = CheckExplainers(context, verified.bundle)
     t = time.perf_counter()
     occlusion: tuple[OcclusionRow, ...] = ()
     if options.occlusion_frames > 0:

@@ -119,10 +119,11 @@ def bundle_files(bundle: ModelBundle) -> tuple[BundleFile, ...]:
 
 
 def drive_frames(ticks: int, seed: int = 3) -> list[tuple[np.ndarray, GroundTruth]]:
-    """The car driving at a can on its path: (RGB, ground truth) per tick, 0.1 s apart."""
+    """The car driving at a can on its path: (RGB, ground truth) per tick, 0.1 s apart, at 0.5 m/s from
+    the first tick (no acceleration ramp, so 16 ticks bring the can close enough to be a STOP)."""
     from vision.sim import Placement, World, WorldConfig, sample_scene
 
-    config = WorldConfig()
+    config = WorldConfig(accel_mps2=1e9)
     scene = sample_scene(np.random.default_rng(seed), "can_path", config, Placement(ahead=(0.9, 1.0)))
     world = World(config, scene, seed=seed)
     out: list[tuple[np.ndarray, GroundTruth]] = []
