@@ -1,6 +1,6 @@
 """The same fleet of drives audited serially, on the local process pool and on Ray, side by side.
 
-Ten short simulated drives (`car drive --duration 2`, scenes of seeds 0-9, shipped `edge-sim`) are written
+Ten short simulated drives (`car drive --duration 8`, scenes of seeds 0-9, shipped `edge-sim`) are written
 once; then `car fleet audit` (library call, one torch thread per worker) runs on: the local engine with
 1 worker (serial, in this process), Ray with 1 actor, the local pool with 2 processes, Ray with 2 actors,
 in that interleaved order, each into a fresh folder. Ray is started once before the timed runs (as an
@@ -8,7 +8,7 @@ existing cluster would be); its start-up is reported apart. Reported: wall time 
 overhead against the local engine at the same worker count (target ≤ 15 %), Ray 2 actors against 1
 (target ≥ 1.7× on 2 cores), the per-drive and per-explained-frame cost, and equal numbers everywhere.
 
-Environment knobs: BENCH_FLEET_DRIVES (10), BENCH_FLEET_SECONDS (2 s per drive), BENCH_FLEET_ROUNDS (1).
+Environment knobs: BENCH_FLEET_DRIVES (10), BENCH_FLEET_SECONDS (8 s per drive), BENCH_FLEET_ROUNDS (1).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 DRIVES = int(os.environ.get("BENCH_FLEET_DRIVES", "10"))
-SECONDS = float(os.environ.get("BENCH_FLEET_SECONDS", "2"))
+SECONDS = float(os.environ.get("BENCH_FLEET_SECONDS", "8"))
 ROUNDS = int(os.environ.get("BENCH_FLEET_ROUNDS", "1"))
 CONFIGS = (("local", 1), ("ray", 1), ("local", 2), ("ray", 2))
 
