@@ -13,7 +13,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,43 +270,65 @@ def _allowed(f: dataclasses.Field[Any], kind: str) -> str:
     return " ".join(parts)
 
 
+_INVALID = object()
+"""What a converter returns for a value of the wrong type."""
+
+
+def _as_bool(value: object) -> object:
+    return value if isinstance(value, bool) else _INVALID
+
+
+def _as_int(value: object) -> object:
+    return _INVALID if isinstance(value, bool) or not isinstance(value, int) else value
+
+
+def _as_float(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _INVALID
+    number = float(value)
+    return _INVALID if math.isnan(number) else number
+
+
+def _as_str(value: object) -> object:
+    return _INVALID if isinstance(value, bool) or not isinstance(value, str | int | float) else str(value)
+
+
+_CONVERTERS: dict[type, tuple[str, Callable[[object], object]]] = {
+    bool: ("true or false", _as_bool),
+    int: ("an integer", _as_int),
+    float: ("a number", _as_float),
+    str: ("a string", _as_str),
+}
+"""A config field's Python type: (how the error names it, value -> the value in that type or _INVALID)."""
+
+
+def _within_rules(converted: object, f: dataclasses.Field[Any]) -> bool:
+    """The field's `choices`, `min` and `max` metadata allow `converted`."""
+    choices = f.metadata.get("choices")
+    if choices is not None and converted not in choices:
+        return False
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    if not isinstance(converted, int | float) or isinstance(converted, bool):
+        return True
+    return not ((lo is not None and converted < lo) or (hi is not None and converted > hi))
+
+
 def _convert(value: object, hint: object, f: dataclasses.Field[Any], where: str) -> object:
     """Check one value against its field's type and rules; return it in the field's type."""
     args = typing.get_args(hint)
     optional = (typing.get_origin(hint) in (typing.Union, types.UnionType)) and type(None) in args
     base = next(a for a in args if a is not type(None)) if optional else hint
-    kind_name = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[base]  # type: ignore[index]
+    kind_name, convert = _CONVERTERS[base]  # type: ignore[index]
     if optional:
         kind_name += " or null"
     if value is None:
         if optional:
             return None
         raise CarError(f"{where}=null: expected {_allowed(f, kind_name)}")
-    converted: object
-    if base is bool:
-        if not isinstance(value, bool):
-            raise CarError(f"{where}={value!r}: expected true or false")
-        converted = value
-    elif base is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise CarError(f"{where}={value!r}: expected {_allowed(f, kind_name)}")
-        converted = value
-    elif base is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise CarError(f"{where}={value!r}: expected {_allowed(f, kind_name)}")
-        converted = float(value)
-        if math.isnan(converted):
-            raise CarError(f"{where}={value!r}: expected {_allowed(f, kind_name)}")
-    else:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise CarError(f"{where}={value!r}: expected {_allowed(f, kind_name)}")
-        converted = str(value)
-    choices = f.metadata.get("choices")
-    if choices is not None and converted not in choices:
-        raise CarError(f"{where}={value!r}: expected {_allowed(f, kind_name)}")
-    lo, hi = f.metadata.get("min"), f.metadata.get("max")
-    numeric = isinstance(converted, int | float) and not isinstance(converted, bool)
-    if numeric and ((lo is not None and converted < lo) or (hi is not None and converted > hi)):
+    converted = convert(value)
+    if converted is _INVALID and base is bool:
+        raise CarError(f"{where}={value!r}: expected true or false")
+    if converted is _INVALID or not _within_rules(converted, f):
         raise CarError(f"{where}={value!r}: expected {_allowed(f, kind_name)}")
     return converted
 
