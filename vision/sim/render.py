@@ -493,20 +493,41 @@ class Renderer:
         return shadows
 
     def _draw_cylinder(self, canvas: _Canvas, cyl: Cylinder, is_can: bool) -> None:
-        img, cam, lighting, light, can_mask = (
-            canvas.img,
-            canvas.cam,
-            canvas.lighting,
-            canvas.light,
-            canvas.can_mask,
-        )
         ring = np.stack([cyl.x + cyl.radius * _COS16, np.zeros(16), cyl.z + cyl.radius * _SIN16], axis=1)
         top = ring.copy()
         top[:, 1] = cyl.height
-        uv, depth = self.project(cam, np.concatenate([ring, top]))
+        uv, depth = self.project(canvas.cam, np.concatenate([ring, top]))
         window = self._bbox(uv, depth, pad=3)
         if window is None:
             return
+        hits = self._cylinder_hits(canvas.cam, cyl, window, bool((depth <= NEAR_M).any()))
+        if not hits.body.any() and not hits.cap.any():
+            return
+        shade, gloss = _cylinder_shading(hits, cyl, canvas.lighting, canvas.light)
+        lid = canvas.lighting.ambient + 0.6 * max(float(canvas.light[1]), 0.0)
+        body, cap, rows, cols = hits.body, hits.cap, hits.rows, hits.cols
+        has_cap = bool(cap.any())
+        edge = cap & (hits.rr >= (hits.r * np.float32(0.85)) ** 2) if has_cap else cap
+        for ch in range(3):
+            plane = canvas.img[ch, rows, cols]
+            column_colour = np.float32(cyl.colour[ch]) * shade + gloss
+            np.copyto(plane, column_colour[None, :], where=body)
+            if has_cap:
+                lid_colour = np.float32(cyl.colour[ch] * lid + 0.15 * cyl.specular)
+                plane[cap] = lid_colour
+                plane[edge] = lid_colour + np.float32(0.25 * cyl.specular + 0.05)
+        drawn = body | cap
+        mask_region = canvas.can_mask[rows, cols]
+        if is_can:
+            mask_region[drawn] = True
+            canvas.can_drawn = True
+        elif canvas.can_drawn:
+            mask_region[drawn] = False
+
+    def _cylinder_hits(
+        self, cam: CameraPose, cyl: Cylinder, window: tuple[slice, slice], behind: bool
+    ) -> _CylinderHits:
+        """Where the rays of `window` hit the cylinder's side (`body`) and, seen from above, its lid."""
         rows, cols = window
         dx = self._axis(cam, 0, rows, cols)
         dy = self._axis(cam, 1, rows, cols)
@@ -532,7 +553,7 @@ class Renderer:
         body = disc >= 0
         body &= y >= 0
         body &= y <= np.float32(cyl.height)
-        if (depth <= NEAR_M).any():  # partly behind the camera: keep only hits in front
+        if behind:  # partly behind the camera: keep only hits in front
             body &= t > 0
         cap = np.zeros_like(body)
         rr = t
@@ -547,64 +568,14 @@ class Renderer:
             rr += pz * pz
             cap = rr <= r * r
             cap &= ~body
-        if not body.any() and not cap.any():
-            return
-        # body: Lambert + Blinn-Phong on the outward normal, the view vector being the reversed ray. An
-        # upright cylinder's normal varies across it, hardly along it: shade one row (through the middle
-        # of the silhouette) and spread it over the columns.
-        body_rows = np.flatnonzero(body.any(axis=1))
-        mid = int(body_rows[len(body_rows) // 2]) if len(body_rows) else 0
-        mdx, mdy, mdz, mt = dx[mid], dy[mid], dz[mid], t[mid]
-        nx = _clip((ox + mt * mdx) / r, -1.0, 1.0)
-        nz = _clip((oz + mt * mdz) / r, -1.0, 1.0)
-        inv_len = 1.0 / np.sqrt(qa[mid] + mdy * mdy)
-        vx, vy, vz = -mdx * inv_len, -mdy * inv_len, -mdz * inv_len
-        lx, ly, lz = (np.float32(v) for v in light)
-        diffuse = np.maximum(nx * lx + nz * lz, 0)
-        hx, hy, hz = vx + lx, vy + ly, vz + lz
-        hn = np.sqrt(hx * hx + hy * hy + hz * hz) + np.float32(1e-6)
-        spec = np.maximum((nx * hx + nz * hz) / hn, 0) ** np.float32(cyl.shininess)
-        # a soft environment sheen (the room mirrored in a curved surface) towards the silhouette
-        rim = np.maximum(0, 1 - np.abs(nx * vx + nz * vz)) ** 3
-        shade = np.float32(lighting.ambient) + np.float32(0.8) * diffuse
-        gloss = (np.float32(cyl.specular) * spec + np.float32(0.12 * cyl.specular) * rim) * np.float32(0.9)
-        lid = lighting.ambient + 0.6 * max(float(light[1]), 0.0)
-        has_cap = bool(cap.any())
-        edge = cap & (rr >= (r * np.float32(0.85)) ** 2) if has_cap else cap
-        for ch in range(3):
-            plane = img[ch, rows, cols]
-            column_colour = np.float32(cyl.colour[ch]) * shade + gloss
-            np.copyto(plane, column_colour[None, :], where=body)
-            if has_cap:
-                lid_colour = np.float32(cyl.colour[ch] * lid + 0.15 * cyl.specular)
-                plane[cap] = lid_colour
-                plane[edge] = lid_colour + np.float32(0.25 * cyl.specular + 0.05)
-        drawn = body | cap
-        mask_region = can_mask[rows, cols]
-        if is_can:
-            mask_region[drawn] = True
-            canvas.can_drawn = True
-        elif canvas.can_drawn:
-            mask_region[drawn] = False
+        return _CylinderHits(rows, cols, dx, dy, dz, ox, oz, r, qa, t, body, cap, rr)
 
     def _draw_box(self, canvas: _Canvas, box: Box) -> None:
         img, cam, lighting, light = canvas.img, canvas.cam, canvas.lighting, canvas.light
         c, s = math.cos(box.yaw), math.sin(box.yaw)
         hw, hd = box.width / 2, box.depth / 2
         y0, y1 = box.base_y, box.base_y + box.height
-        # the 8 corners in camera coordinates, in plain floats (numpy's per-call cost dominates for 8 points)
-        f = cam.floats
-        cam_points: list[tuple[float, float, float]] = []
-        for y in (y0, y1):
-            for u, v in ((-hw, -hd), (hw, -hd), (hw, hd), (-hw, hd)):
-                ox, oy, oz = box.x + u * c + v * s - f[0], y - f[1], box.z - u * s + v * c - f[2]
-                cam_points.append(
-                    (
-                        ox * f[3] + oy * f[4] + oz * f[5],
-                        ox * f[6] + oy * f[7] + oz * f[8],
-                        ox * f[9] + oy * f[10] + oz * f[11],
-                    )
-                )
+        cam_points = _box_corners(box, cam, c, s)
         all_in_front = min(p[2] for p in cam_points) >= NEAR_M
         pc = np.array(cam_points)
         if all_in_front:
@@ -640,15 +611,18 @@ class Renderer:
                 cv2.fillConvexPoly(img[ch], fixed, box.colour[ch] * shade, lineType=cv2.LINE_8, shift=4)
             drawn.append(fixed)
         if drawn and canvas.can_drawn:
-            # this box is nearer than the can (drawn later): its pixels are no longer the can's
-            points = np.concatenate(drawn)
-            lo = np.maximum(points.min(axis=0) // 16 - 1, 0)
-            hi = np.minimum(points.max(axis=0) // 16 + 2, self.size)
-            if (hi > lo).all():
-                occluder = np.zeros((hi[1] - lo[1], hi[0] - lo[0]), np.uint8)
-                for fixed in drawn:
-                    cv2.fillConvexPoly(occluder, fixed - lo * 16, 1, lineType=cv2.LINE_8, shift=4)
-                canvas.can_mask[lo[1] : hi[1], lo[0] : hi[0]] &= occluder == 0
+            self._occlude_can(canvas, drawn)
+
+    def _occlude_can(self, canvas: _Canvas, drawn: list[np.ndarray]) -> None:
+        """A box drawn after the can is nearer than it: its pixels are no longer the can's."""
+        points = np.concatenate(drawn)
+        lo = np.maximum(points.min(axis=0) // 16 - 1, 0)
+        hi = np.minimum(points.max(axis=0) // 16 + 2, self.size)
+        if (hi > lo).all():
+            occluder = np.zeros((hi[1] - lo[1], hi[0] - lo[0]), np.uint8)
+            for fixed in drawn:
+                cv2.fillConvexPoly(occluder, fixed - lo * 16, 1, lineType=cv2.LINE_8, shift=4)
+            canvas.can_mask[lo[1] : hi[1], lo[0] : hi[0]] &= occluder == 0
 
     def _fixed_point(self, camera_points: np.ndarray) -> np.ndarray:
         """Camera-space points in front of the camera → pixel coordinates in 1/16 px (OpenCV shift=4)."""
@@ -755,3 +729,66 @@ def _clip_near(poly: np.ndarray) -> np.ndarray | None:
 def renderer_for(config: WorldConfig) -> Renderer:
     """One shared renderer per camera configuration (its textures are built once per process)."""
     return Renderer(config)
+
+
+def _box_corners(box: Box, cam: CameraPose, c: float, s: float) -> list[tuple[float, float, float]]:
+    """The box's 8 corners in camera coordinates (bottom four, then top four), in plain floats: numpy's
+    per-call cost dominates for 8 points."""
+    f = cam.floats
+    hw, hd = box.width / 2, box.depth / 2
+    cam_points: list[tuple[float, float, float]] = []
+    for y in (box.base_y, box.base_y + box.height):
+        for u, v in ((-hw, -hd), (hw, -hd), (hw, hd), (-hw, hd)):
+            ox, oy, oz = box.x + u * c + v * s - f[0], y - f[1], box.z - u * s + v * c - f[2]
+            cam_points.append(
+                (
+                    ox * f[3] + oy * f[4] + oz * f[5],
+                    ox * f[6] + oy * f[7] + oz * f[8],
+                    ox * f[9] + oy * f[10] + oz * f[11],
+                )
+            )
+    return cam_points
+
+
+@dataclass(frozen=True, slots=True)
+class _CylinderHits:
+    """Per pixel of a cylinder's window: the ray directions, the side's ray parameter and hit masks."""
+
+    rows: slice
+    cols: slice
+    dx: np.ndarray
+    dy: np.ndarray
+    dz: np.ndarray
+    ox: np.float32
+    oz: np.float32
+    r: np.float32
+    qa: np.ndarray
+    t: np.ndarray
+    body: np.ndarray
+    cap: np.ndarray
+    rr: np.ndarray
+
+
+def _cylinder_shading(
+    hits: _CylinderHits, cyl: Cylinder, lighting: Lighting, light: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(diffuse shade, gloss) per column of the side: Lambert + Blinn-Phong on the outward normal, the view
+    vector being the reversed ray. An upright cylinder's normal varies across it, hardly along it: shade one
+    row (through the middle of the silhouette) and spread it over the columns."""
+    body_rows = np.flatnonzero(hits.body.any(axis=1))
+    mid = int(body_rows[len(body_rows) // 2]) if len(body_rows) else 0
+    mdx, mdy, mdz, mt = hits.dx[mid], hits.dy[mid], hits.dz[mid], hits.t[mid]
+    nx = _clip((hits.ox + mt * mdx) / hits.r, -1.0, 1.0)
+    nz = _clip((hits.oz + mt * mdz) / hits.r, -1.0, 1.0)
+    inv_len = 1.0 / np.sqrt(hits.qa[mid] + mdy * mdy)
+    vx, vy, vz = -mdx * inv_len, -mdy * inv_len, -mdz * inv_len
+    lx, ly, lz = (np.float32(v) for v in light)
+    diffuse = np.maximum(nx * lx + nz * lz, 0)
+    hx, hy, hz = vx + lx, vy + ly, vz + lz
+    hn = np.sqrt(hx * hx + hy * hy + hz * hz) + np.float32(1e-6)
+    spec = np.maximum((nx * hx + nz * hz) / hn, 0) ** np.float32(cyl.shininess)
+    # a soft environment sheen (the room mirrored in a curved surface) towards the silhouette
+    rim = np.maximum(0, 1 - np.abs(nx * vx + nz * vz)) ** 3
+    shade = np.float32(lighting.ambient) + np.float32(0.8) * diffuse
+    gloss = (np.float32(cyl.specular) * spec + np.float32(0.12 * cyl.specular) * rim) * np.float32(0.9)
+    return shade, gloss
