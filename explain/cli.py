@@ -13,10 +13,37 @@ from pathlib import Path
 from explain.background import DEFAULT_SPEC
 from explain.explainers import DEFAULT_METHOD, EXPLAINERS
 
+AUDIT_OPTIONS = (
+    "select",
+    "background",
+    "method",
+    "device",
+    "model",
+    "horizon",
+    "occlusion_frames",
+    "sanity_frames",
+    "faithfulness_frames",
+    "seed",
+    "outputs",
+)
+"""The options `add_audit_options` adds: `car explain`'s and `car fleet audit`'s, read by `audit_values`."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("drive", type=Path, metavar="DRIVE", help="the drive log (.sqlite) `car drive` wrote")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="report folder (resumable)")
+    add_audit_options(parser)
+    parser.add_argument("--json", action="store_true", help="print the audit's numbers as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def audit_values(args: argparse.Namespace) -> dict[str, object]:
+    """The audit options of parsed arguments, by AuditOptions field name."""
+    return {name: getattr(args, name) for name in AUDIT_OPTIONS}
+
+
+def add_audit_options(parser: argparse.ArgumentParser) -> None:
+    """How to audit a drive: the same options for one drive (`car explain`) and a fleet of them."""
     parser.add_argument(
         "--select",
         default="auto",
@@ -67,8 +94,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="both",
         help="explain both outputs (default) or only STOP: half the time, no GO maps in the report",
     )
-    parser.add_argument("--json", action="store_true", help="print the audit's numbers as JSON")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,18 +102,8 @@ def run(args: argparse.Namespace) -> int:
     options = AuditOptions(
         log=args.drive,
         out=args.out,
-        select=args.select,
-        background=args.background,
-        device=args.device,
-        model=args.model,
-        horizon=args.horizon,
-        occlusion_frames=args.occlusion_frames,
-        sanity_frames=args.sanity_frames,
-        seed=args.seed,
-        outputs=args.outputs,
-        method=args.method,
-        faithfulness_frames=args.faithfulness_frames,
         progress=not args.no_progress and sys.stderr.isatty(),
+        **audit_values(args),  # type: ignore[arg-type]
     )
     result = run_audit(options)
     if args.json:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from car.engines import add_engine_arguments, engine_from_args
 from car.errors import CarError
-from explain.explainers import DEFAULT_METHOD, EXPLAINERS
+from explain.cli import add_audit_options, audit_values
 
 
 def _positive_int(text: str) -> int:
@@ -32,18 +32,7 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_engine_arguments(p)
     p.add_argument("--workers", type=_positive_int, default=1, help="worker processes or Ray actors (1)")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per worker (default 1)")
-    p.add_argument("--select", default="auto", metavar="SELECTOR", help="as `car explain --select` (auto)")
-    p.add_argument(
-        "--method", choices=tuple(EXPLAINERS), default=DEFAULT_METHOD, help="as `car explain --method`"
-    )
-    p.add_argument("--background", default="sim:0", metavar="SPEC", help="as `car explain --background`")
-    p.add_argument("--outputs", choices=("both", "stop"), default="both", help="as `car explain --outputs`")
-    p.add_argument("--model", default=None, metavar="BUNDLE", help="as `car explain --model`")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--horizon", type=float, default=0.35, help="as `car explain --horizon` (0.35)")
-    p.add_argument("--occlusion-frames", type=int, default=6, help="as `car explain` (6)")
-    p.add_argument("--sanity-frames", type=int, default=2, help="as `car explain` (2)")
-    p.add_argument("--seed", type=int, default=0, help="as `car explain --seed` (0)")
+    add_audit_options(p)
     p.add_argument("--json", action="store_true", help="print the fleet's numbers as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -57,20 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from explain.fleet.run import audit_fleet
     from explain.fleet.work import AuditSettings
 
-    if args.occlusion_frames < 0 or args.sanity_frames < 0:
-        raise CarError("--occlusion-frames and --sanity-frames must be 0 or more")
-    settings = AuditSettings(
-        select=args.select,
-        background=args.background,
-        device=args.device,
-        model=args.model,
-        horizon=args.horizon,
-        occlusion_frames=args.occlusion_frames,
-        sanity_frames=args.sanity_frames,
-        seed=args.seed,
-        outputs=args.outputs,
-        method=args.method,
-    )
+    if min(args.occlusion_frames, args.sanity_frames, args.faithfulness_frames) < 0:
+        raise CarError("--occlusion-frames, --sanity-frames and --faithfulness-frames must be 0 or more")
+    settings = AuditSettings(**audit_values(args))  # type: ignore[arg-type]
     result = audit_fleet(
         args.logs,
         args.out,

@@ -47,13 +47,14 @@ class AuditSettings:
     select: str = "auto"
     background: str = "sim:0"
     device: str = "cpu"
-    model: str | None = None
+    model: str | Path | None = None
     horizon: float = 0.35
     occlusion_frames: int = 6
     sanity_frames: int = 2
     seed: int = 0
     outputs: str = "both"
     method: str = "deepshap"
+    faithfulness_frames: int = 4
 
     def audit_values(self, log: Path, out: Path) -> dict[str, Any]:
         values = asdict(self)
