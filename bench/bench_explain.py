@@ -117,7 +117,7 @@ def _bench_arch(arch: str, options: Options) -> dict[str, float]:
     import torch
 
     from explain.deepshap import DeepShapEngine
-    from explain.deepshap_reference import rewritten_copy, shap_knows_all_activations, with_clones
+    from explain.deepshap_reference import rewritten_copy, shap_rules, with_clones
 
     model = build(arch)
     assert isinstance(model, torch.nn.Module)
@@ -132,7 +132,7 @@ def _bench_arch(arch: str, options: Options) -> dict[str, float]:
     explainer = shap.DeepExplainer(shap_model, background)
 
     def by_shap(i: int) -> np.ndarray:
-        with shap_knows_all_activations():
+        with shap_rules():
             v = explainer.shap_values(torch.from_numpy(frames[i : i + 1]), check_additivity=False)
         return np.asarray(v).transpose(0, 4, 1, 2, 3)
 

@@ -15,7 +15,10 @@ It computes the same numbers as `shap.DeepExplainer(model, background).shap_valu
 The rules reproduce shap's, including its numerical corner cases: the gradient fallback where
 |Δin| < 1e-6 for activations, the zeroing where |Δin| < 1e-7 in max-pooling, and the frame-row gradient
 that shap's max-pool rule reads (it differs from the background row's only after such a fallback, so it
-is tracked only when that happens).
+is tracked only when that happens). One deliberate difference: where max-pool windows overlap, shap's
+unpooling keeps one window's share at an input position two windows both pick, and its values stop adding
+up to f(x) − E f; here the shares are summed (`MaxPool2dRule._unpool_divide`), which is additive. With
+non-overlapping windows (SeedNet, EdgeNet, VGG) nothing can collide and the values are shap's.
 """
 
 from __future__ import annotations
@@ -301,7 +304,8 @@ class MaxPool2dRule(LayerRule):
     Δout is written as (max(y, r) − r) at the frame's argmax plus (y − max(y, r)) at the reference's
     argmax, each divided by Δin there (0 where |Δin| < 1e-7); every other input position gets 0. With
     non-overlapping windows (kernel = stride, no padding/dilation) that is two scatters of pooled-size
-    values, instead of shap's full-size unpool, divide and select over every row.
+    values, instead of shap's full-size unpool, divide and select over every row. Where windows overlap,
+    a position picked by several windows gets the sum of their parts (shap keeps one; see `_unpool_divide`).
     """
 
     def __init__(self, module: nn.Module) -> None:
@@ -390,20 +394,23 @@ class MaxPool2dRule(LayerRule):
     def _unpool_divide(
         self, at_frame: torch.Tensor, at_ref: torch.Tensor, frame: Saved, bg: Saved, in_shape: tuple[int, ...]
     ) -> torch.Tensor:
-        """shap's own formulation (overlapping windows, padding): unpool both parts, add, divide by Δin."""
+        """Overlapping windows (or padding): add every window's two parts at its argmax positions, then
+        divide by Δin there.
+
+        shap unpools with `max_unpool2d`, which keeps one value where two windows pick the same input
+        position (ResNet's 3×3 stride-2 stem pool), so the other windows' Δout is lost and the values no
+        longer add up to f(x) − E f. Summing the collisions makes Σ Δin · multiplier = Σ Δout exactly.
+        """
         assert frame.x is not None and frame.aux is not None and bg.x is not None and bg.aux is not None
-        p = self.pool
         lead = tuple(at_frame.shape[:3])
-
-        def unpool(v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            full_idx = idx.expand((*lead, *idx.shape[3:])).reshape((-1, *idx.shape[3:]))
-            k, st, pad = _pair(p.kernel_size), _pair(p.stride or p.kernel_size), _pair(p.padding)
-            out = F.max_unpool2d(_flat(v), full_idx, k, st, pad, list(in_shape[-2:]))
-            return _unflat(out, lead)  # type: ignore[arg-type]
-
-        summed = unpool(at_frame, _lead(frame.aux, "frame")) + unpool(at_ref, _lead(bg.aux, "bg"))
+        rows, ch, full = math.prod(lead), int(in_shape[0]), int(in_shape[-2]) * int(in_shape[-1])
+        summed = torch.zeros((rows, ch, full), dtype=at_frame.dtype, device=at_frame.device)
+        for part, idx in ((at_frame, _lead(frame.aux, "frame")), (at_ref, _lead(bg.aux, "bg"))):
+            flat_idx = idx.expand((*lead, *idx.shape[3:])).reshape(rows, ch, -1)
+            summed.scatter_add_(2, flat_idx, part.reshape(rows, ch, -1))
+        unpooled = summed.reshape((*lead, *in_shape))
         delta_in = _lead(frame.x, "frame") - _lead(bg.x, "bg")
-        return torch.where(torch.abs(delta_in) < MAXPOOL_ZERO, 0.0, summed / delta_in)
+        return torch.where(torch.abs(delta_in) < MAXPOOL_ZERO, 0.0, unpooled / delta_in)
 
 
 def _patch_major(g: torch.Tensor, channels: int, patches: int) -> torch.Tensor:

@@ -9,11 +9,13 @@ rule shap would apply to it if it were written as its own module (shap's `deep_p
 - nonlinear_1d for elementwise activations (ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, GELU, Sigmoid, Tanh,
   …, module or functional) and for Softmax (shap's rule for `nn.Softmax`: the elementwise Δout/Δin, the
   ordinary gradient where |Δin| < 1e-6);
-- maxpool for max-pooling (the chain engine's rule);
+- maxpool for max-pooling (the chain engine's rule: shap's, except that where overlapping windows pick
+  the same input position their shares are summed, which shap's unpooling does not do);
 - the ordinary gradient for everything linear (convolutions, BatchNorm in eval, average pooling, additions,
-  concatenation, reshapes, dropout in eval) and for a product of two tensors that both depend on the input
-  (a squeeze-excitation scale × its feature map): shap hooks modules only, so a `*` in `forward` gets
-  autograd's gradient, per row, from that row's own values.
+  concatenation, reshapes, dropout in eval);
+- for a product of two tensors that both depend on the input (a squeeze-excitation scale × its feature
+  map) the exact Shapley split of the product (`ProductNode`). shap hooks modules only, so it gives such a
+  `*` autograd's gradient, per row, from that row's own values, which does not add up to f(x) − E f.
 
 Every call is its own node, so a module used twice keeps two sets of activations (shap, which stores them
 on the module, would keep only the last), and in-place operations (`ReLU(inplace=True)`, `out += identity`,
@@ -192,10 +194,14 @@ class ScaleNode(NodeRule):
 
 
 class ProductNode(NodeRule):
-    """a · b, both depending on the input (a squeeze-excitation scale times its feature map).
+    """a · b, both depending on the input (a squeeze-excitation scale times its feature map): the exact
+    two-player Shapley split of the product.
 
-    shap hooks modules only, so this product gets autograd's ordinary gradient, row by row from that row's
-    own values: a background row j sends g·b_j to a and g·a_j to b, a frame row g·b_frame and g·a_frame.
+    With references a′, b′: a gets the multiplier (b + b′)/2 and b gets (a + a′)/2 (frame value plus that
+    background row's value, halved), so Δa·(b + b′)/2 + Δb·(a + a′)/2 = ab − a′b′ exactly. shap hooks
+    modules only and gives a `*` in `forward` autograd's gradient, row by row (g·b′ to a, g·a′ to b), which
+    does not add up. The multipliers are the same for a pair's frame row and background row, so the frame
+    rows' gradient (kept only for max-pools, see the module docstring) is scaled by them too, never forked.
     """
 
     def save(self, inputs: list[torch.Tensor], y: torch.Tensor) -> Saved:
@@ -207,14 +213,15 @@ class ProductNode(NodeRule):
         assert frame.x is not None and frame.aux is not None and bg.x is not None and bg.aux is not None
         out: list[RowGrads | None] = []
         for other_f, other_b, shape in ((frame.aux, bg.aux, in_shapes[0]), (frame.x, bg.x, in_shapes[1])):
-            bg_g = _sum_to(g.bg * _lead(other_b, "bg"), shape)
-            fr_g = _sum_to(g.frame_or_bg() * _lead(other_f, "frame"), shape)
-            out.append(RowGrads(bg_g, fr_g))
+            multiplier = (_lead(other_f, "frame") + _lead(other_b, "bg")) / 2
+            fr_g = None if g.frame is None else _sum_to(g.frame * multiplier, shape)
+            out.append(RowGrads(_sum_to(g.bg * multiplier, shape), fr_g))
         return out
 
 
 class SquareNode(ProductNode):
-    """x · x (one input used twice): autograd's gradient 2·g·x per row."""
+    """x · x (one input used twice): the product rule with a = b = x, i.e. the multiplier x + x′
+    (Δx·(x + x′) = x² − x′²)."""
 
     def save(self, inputs: list[torch.Tensor], y: torch.Tensor) -> Saved:
         return Saved(x=inputs[0], aux=inputs[0])
