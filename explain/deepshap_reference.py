@@ -42,6 +42,9 @@ FUNCTIONAL_ACTIVATIONS: dict[object, type[nn.Module]] = {
     F.hardswish: nn.Hardswish,
     F.hardsigmoid: nn.Hardsigmoid,
     torch.sigmoid: nn.Sigmoid,
+    F.sigmoid: nn.Sigmoid,
+    torch.tanh: nn.Tanh,
+    F.tanh: nn.Tanh,
 }
 
 
