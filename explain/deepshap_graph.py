@@ -4,7 +4,8 @@ The chain engine (`explain/deepshap.py`) walks a chain of leaf modules. A torchv
 input to its output, a MobileNetV3 multiplies a feature map by its own squeeze-excitation scale and reuses
 one in-place ReLU module several times; `shap.DeepExplainer` itself fails on all three. Here the network is
 traced with `torch.fx` into a graph of calls (modules, functions, tensor methods) and each call gets the
-rule shap would apply to it if it were written as its own module (shap's `deep_pytorch.py`):
+rule shap would apply to it if it were written as its own module (shap's `deep_pytorch.py`), except in the
+two places where shap's rules do not add up (overlapping max-pool windows, products):
 
 - nonlinear_1d for elementwise activations (ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, GELU, Sigmoid, Tanh,
   …, module or functional) and for Softmax (shap's rule for `nn.Softmax`: the elementwise Δout/Δin, the
