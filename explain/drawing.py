@@ -8,11 +8,41 @@ from collections.abc import Sequence
 
 import numpy as np
 
+_BLUE = (30.0 / 255, 136.0 / 255, 229.0 / 255)
+_RED = (255.0 / 255, 13.0 / 255, 87.0 / 255)
+_LUT_SIZE = 256
+
+
+def _red_transparent_blue_lut() -> np.ndarray:
+    """shap's `red_transparent_blue` colour map as a 256-entry RGBA table, built here so that drawing a map
+    does not import shap (1.7 s, once per audit worker).
+
+    shap defines it as 200 evenly spaced stops (blue, opaque → transparent, then red, transparent → opaque)
+    given to matplotlib's `LinearSegmentedColormap.from_list`, which samples the piecewise-linear ramp at 256
+    evenly spaced points; `tests/test_explain_drawing.py` checks the table against shap's own."""
+    fade = np.linspace(0.0, 1.0, 100)
+    stops = np.concatenate(
+        [
+            np.column_stack([np.tile(_BLUE, (100, 1)), fade[::-1]]),
+            np.column_stack([np.tile(_RED, (100, 1)), fade]),
+        ]
+    )
+    where = np.linspace(0.0, 1.0, len(stops))
+    at = np.linspace(0.0, 1.0, _LUT_SIZE)
+    return np.column_stack([np.interp(at, where, stops[:, c]) for c in range(4)])
+
+
+_LUT = _red_transparent_blue_lut()
+
+
+def red_transparent_blue(values: np.ndarray) -> np.ndarray:
+    """RGBA (…, 4) in 0..1 for values in 0..1, as matplotlib looks a float up in a colour map's table."""
+    index = np.clip((np.asarray(values, dtype=np.float64) * _LUT_SIZE).astype(np.int64), 0, _LUT_SIZE - 1)
+    return _LUT[index]
+
 
 def colour_map(pmap: np.ndarray, grey: np.ndarray, scale: float) -> np.ndarray:
     """shap.image_plot's look: red_transparent_blue over a faint (alpha 0.15) grey copy of the frame."""
-    from shap.plots.colors import red_transparent_blue
-
     rgba = red_transparent_blue(np.clip(pmap / scale, -1.0, 1.0) * 0.5 + 0.5)
     under = 255.0 * 0.85 + 0.15 * grey
     alpha = rgba[..., 3:4]
@@ -21,8 +51,6 @@ def colour_map(pmap: np.ndarray, grey: np.ndarray, scale: float) -> np.ndarray:
 
 def colour_bar(width: int, height: int = 10) -> np.ndarray:
     """The colour scale, −scale (blue) on the left to +scale (red) on the right."""
-    from shap.plots.colors import red_transparent_blue
-
     rgba = red_transparent_blue(np.linspace(0.0, 1.0, width))
     colours = (rgba[:, :3] * 255.0 * rgba[:, 3:4] + 255.0 * (1.0 - rgba[:, 3:4])).astype(np.uint8)
     return np.repeat(colours[None], height, axis=0)
