@@ -22,6 +22,13 @@ import numpy as np
 
 from car.engines import EngineError, EngineOptions, Progress
 
+ACTOR_ENV = {"MALLOC_ARENA_MAX": "1"}
+"""The actors' environment. Ray Data runs an actor's work in a pool thread, not the main thread; glibc gives
+such a thread its own malloc arena, whose heaps (64 MB at most) are unmapped whenever they empty, so large
+tensors freed and allocated again page-fault afresh (measured: a drive's audit took 15 % more CPU in a Ray
+Data actor than in a plain process). One arena gives the work the main thread's allocator, the same as on
+the local engine."""
+
 
 def connect(address: str | None, workers: int) -> None:
     """Start or join Ray once per process."""
@@ -93,6 +100,7 @@ def map_ordered(
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=options.workers, max_tasks_in_flight_per_actor=1),
         num_cpus=1,
+        runtime_env={"env_vars": dict(ACTOR_ENV)},
     )
     bar = Progress(len(items), options.progress, options.unit)
     waiting: dict[int, Any] = {}

@@ -28,12 +28,16 @@ WINDOW_SHARE = 1 / 8
 BATCH = 64
 
 
-def onnx_predict(path: Path, threads: int = 2) -> Predict:
-    """An onnxruntime session over `path` as a batched `Predict`."""
+def onnx_predict(path: Path, threads: int | None = None) -> Predict:
+    """An onnxruntime session over `path` as a batched `Predict`.
+
+    `threads` defaults to torch's thread count: the audit's one thread budget, which a fleet worker sets to
+    its `--threads` (two single-thread workers on two cores must not run two 2-thread sessions)."""
     import onnxruntime as ort
+    import torch
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = torch.get_num_threads() if threads is None else threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
