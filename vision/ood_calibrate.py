@@ -2,13 +2,15 @@
 
     python -m vision.ood_calibrate models/edge-sim [--train-seed 3 --n 1500 --drive-seed 10 --drives 60]
                                                   [--holdout-seed 41 --holdout-drive-seed 43]
+                                                  [--stop-margin 3 --image-stop-margin 1.5]
 
 Fits each signal on N generated frames of the training dataset's seed plus the frames of scripted drives
 (the car driving straight at a can, a mat, a wall: the views the closed loop sees): the features' mean and
 (shrunk) inverse covariance, and the image statistics' per group (`vision.ood_image`). Then sets each
 signal's limits on held-out frames of other seeds: `slow_from` = their 99th percentile score,
-`stop_above` = `stop_margin` × their largest. Writes `ood.json` (format 2) into the bundle and adds it to
-the manifest (role `ood`, with its digest). Renders with the simulated world; needs no torch.
+`stop_above` = `stop_margin` (features) or `image_stop_margin` (image statistics) × their largest. Writes
+`ood.json` (format 2) into the bundle and adds it to the manifest (role `ood`, with its digest). Renders
+with the simulated world; needs no torch.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def calibrate(
     holdout_seed: int = 41,
     holdout_drive_seed: int = 43,
     stop_margin: float = 3.0,
+    image_stop_margin: float = 1.5,
 ) -> OodSuite:
     bundle = load_bundle(bundle_path)
     prep = bundle.manifest.preprocessing
@@ -114,7 +117,7 @@ def calibrate(
         f"held-out frames of dataset seed {holdout_seed} + drives seed {holdout_drive_seed}; "
     )
     feature_signal = fit_features(train[0], held[0], stop_margin)
-    image_signal = fit_image_signal(train[1], held[1], stop_margin)
+    image_signal = fit_image_signal(train[1], held[1], image_stop_margin)
     suite = OodSuite(
         (
             replace(feature_signal, source=where + feature_signal.source),
@@ -138,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drives", type=int, default=60)
     parser.add_argument("--holdout-seed", type=int, default=41)
     parser.add_argument("--holdout-drive-seed", type=int, default=43)
-    parser.add_argument("--stop-margin", type=float, default=3.0)
+    parser.add_argument(
+        "--stop-margin", type=float, default=3.0, help="features: STOP at this x held-out max"
+    )
+    parser.add_argument(
+        "--image-stop-margin", type=float, default=1.5, help="image statistics: STOP at this x held-out max"
+    )
     args = parser.parse_args(argv)
     calibration = calibrate(
         args.bundle,
@@ -149,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         holdout_seed=args.holdout_seed,
         holdout_drive_seed=args.holdout_drive_seed,
         stop_margin=args.stop_margin,
+        image_stop_margin=args.image_stop_margin,
     )
     for signal in calibration.signals:
         print(
