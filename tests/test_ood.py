@@ -101,7 +101,7 @@ def test_normal_frames_are_familiar_and_unlike_ones_score_higher(
     shipped: tuple[OodDetector, OodSuite], frames: dict[str, list[np.ndarray]]
 ) -> None:
     detector, suite = shipped
-    for kind, unlike in (("features", ("night", "shifted")), ("image", ("night", "cast", "blur", "shifted"))):
+    for kind, unlike in (("features", ("night", "shifted")), ("image", ("cast", "blur", "shifted"))):
         signal = suite.signal(kind)
         assert signal is not None
         normal = scores(detector, frames["normal"], kind)
@@ -120,6 +120,10 @@ def test_the_image_signal_sees_what_the_features_miss(
     assert np.mean(scores(detector, frames["normal"], "image") > signal.slow_from) <= 0.25
     for name in ("cast", "blur"):
         assert np.mean(scores(detector, frames[name], "image") > signal.slow_from) >= 0.5, name
+    # a dark wall filling the view (drives end in front of one) is neither night nor blur to it
+    rng = np.random.default_rng(0)
+    wall = np.clip(rng.normal((28, 27, 30), 2.0, (224, 224, 3)), 0, 255).astype(np.uint8)
+    assert scores(detector, [wall], "image")[0] < signal.stop_above
 
 
 def test_the_stats_are_those_of_the_uint8_frame(frames: dict[str, list[np.ndarray]]) -> None:

@@ -8,7 +8,8 @@ Two signals (`SIGNAL_KINDS`; what one is: `vision.ood_signal`), each with its ow
   run that gives P(STOP) (the ONNX graph gets ReduceMean outputs in memory; the file is unchanged). It
   recognises other rooms and night light.
 - `image` (`vision.ood_image.ImageStatsSignal`): colour, exposure and sharpness statistics of the frame
-  itself (numpy, about 0.2 ms). It recognises colour casts and blur, which the network was trained to ignore.
+  itself (numpy, about 0.3 ms). It recognises colour casts, blur and other rooms, which the features miss or
+  see less clearly.
 
 The calibration is a bundle file (role `ood`, `ood.json`, format 2: a list of signals; format 1, the
 features signal alone, still loads). Above a signal's `slow_from` the car slows (its unfamiliarity rises

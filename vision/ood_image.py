@@ -2,20 +2,21 @@
 
 The network's feature means (`vision.ood.OodCalibration`) recognise other rooms and night light, but not a
 colour cast or a blur: the training world already varies white balance and sharpness a little, and the
-network learnt to ignore them. Sixteen cheap statistics of the frame the network sees catch those instead
-(about 0.2 ms a frame; computed from the normalized network input, so no caller changes):
+network learnt to ignore them. Cheap statistics of the frame the network sees catch those instead (about
+0.3 ms a frame; computed from the normalized network input, so no caller changes):
 
 | group | statistics | catches |
 | --- | --- | --- |
 | `colour` | log R/G and log B/G of the whole frame (grey world) | colour casts |
 | `room` | log R/G, log B/G, mean saturation of the bottom (floor) and top (wall) thirds | other rooms |
-| `exposure` | luminance mean, median, 95th percentile, log std; log luminance of the top third | night |
-| `sharpness` | log ratios of 1-px to 2-px and Laplacian to 1-px difference energy; log 1-px energy | blur |
+| `exposure` | luminance mean, median, 95th percentile, log std; log luminance of the top third | glare |
+| `sharpness` | log ratios of 1-px to 2-px and of Laplacian to 1-px difference energy | blur |
 
 Each group is a Gaussian fitted on training frames (mean, shrunk inverse covariance); its Mahalanobis score
 (per dimension) is divided by its held-out 99th percentile (`scale`), and the signal's score is the largest
-of the four, so one strongly unusual group is not diluted by three usual ones. Lens distortion (fisheye) is
-not caught: the cheap cues tried (border against centre detail, curvature of the horizon) do not separate it.
+of the four, so one strongly unusual group is not diluted by three usual ones. Exposure and sharpness are
+one-sided (`SIDES`). Lens distortion (fisheye) is not caught: the cheap cues tried (detail at the border
+against the centre, curvature of the horizon) do not separate it.
 """
 
 from __future__ import annotations
@@ -53,8 +54,16 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "colour": ("r_g", "b_g"),
     "room": ("floor_r_g", "floor_b_g", "floor_sat", "top_r_g", "top_b_g", "top_sat"),
     "exposure": ("top_lum", "lum_mean", "lum_p50", "lum_p95", "lum_log_std"),
-    "sharpness": ("sharp_e1_e2", "sharp_lap_e1", "sharp_log_e1"),
+    "sharpness": ("sharp_e1_e2", "sharp_lap_e1"),
 }
+SIDES: dict[str, int] = {  # +1: only above the training mean is unfamiliar, -1: only below; others both ways
+    **dict.fromkeys(GROUPS["exposure"], 1),
+    **dict.fromkeys(GROUPS["sharpness"], -1),
+}
+"""One-sided statistics. Exposure counts only when brighter than training: a dark wall or box filling the
+view is dark like night, and drives end in front of them (night is the features signal's, which sees it).
+Sharpness counts only when blurrier: a flat surface filling the view is all sensor noise, "sharper" than
+any scene, and is no blur."""
 EPS = 1e-3
 STRIDE = 4  # colour and exposure from every 4th pixel each way (56×56 of 224×224): the same numbers ± noise
 
@@ -130,19 +139,26 @@ class StatGroup:
     mean: np.ndarray
     precision: np.ndarray
     scale: float = 1.0
+    sides: tuple[int, ...] = ()
+    """Per statistic: +1 counts only above the mean, -1 only below, 0 (or none given) both ways."""
 
     @property
     def index(self) -> list[int]:
         return [STATISTICS.index(n) for n in self.names]
 
     def score(self, stats: np.ndarray) -> float:
-        return mahalanobis(stats[self.index], self.mean, self.precision) / self.scale
+        x = stats[self.index]
+        if self.sides:
+            side = np.asarray(self.sides)
+            x = np.where(side * (x - self.mean) < 0, self.mean, x)  # the side that does not count: as usual
+        return mahalanobis(x, self.mean, self.precision) / self.scale
 
     def to_doc(self) -> dict[str, object]:
         return {
             "name": self.name,
             "statistics": list(self.names),
             "scale": self.scale,
+            "sides": list(self.sides),
             "mean": self.mean.tolist(),
             "precision": self.precision.tolist(),
         }
@@ -156,9 +172,11 @@ class StatGroup:
             float_matrix(doc, "mean"),
             float_matrix(doc, "precision"),
             float(doc["scale"]),  # type: ignore[arg-type]
+            tuple(int(v) for v in doc.get("sides", ())),  # type: ignore[attr-defined]
         )
         unknown = [n for n in names if n not in STATISTICS]
-        if unknown or group.mean.shape != (len(names),) or group.precision.shape != (len(names),) * 2:
+        shapes = (group.mean.shape, group.precision.shape, len(group.sides) in (0, len(names)))
+        if unknown or shapes != ((len(names),), (len(names),) * 2, True):
             raise BundleError(
                 f"{where}: image statistics {unknown or list(names)} do not fit; calibrate again"
             )
@@ -225,9 +243,10 @@ def fit_image_signal(
     for name, names in groups.items():
         index = [STATISTICS.index(n) for n in names]
         mean, precision = fit_gaussian(train[:, index], shrink)
-        group = StatGroup(name, tuple(names), mean, precision)
-        scale = float(np.percentile([group.score(row) for row in held], 99))
-        fitted.append(StatGroup(name, tuple(names), mean, precision, scale))
+        sides = tuple(SIDES.get(n, 0) for n in names)
+        group = StatGroup(name, tuple(names), mean, precision, 1.0, sides)
+        scale = max(float(np.percentile([group.score(row) for row in held], 99)), 1e-9)
+        fitted.append(StatGroup(name, tuple(names), mean, precision, scale, sides))
     probe = ImageStatsSignal(tuple(fitted), 1.0, 2.0)
     scores = np.array([probe.score(row) for row in held])
     source = (
