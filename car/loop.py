@@ -293,14 +293,14 @@ class ControlLoop:
         self._count(record, dataclasses.replace(timings, log=self._prev_log_s))
 
     def _unfamiliarity(self, probs: Probabilities | None, faults: list[Fault]) -> float:
-        """How unfamiliar this tick's frame looked to the network (0..1, `vision.ood`); past the bundle's
-        limit it is a fault (STOP). 0 without an inference this tick or without a calibration."""
+        """How unfamiliar this tick's frame looked (0..1, `vision.ood`: the network's features and the image's
+        statistics); past a signal's limit it is a fault (STOP). 0 without an inference this tick or without
+        a calibration."""
         reading = ood_reading(self.detector) if probs is not None else None
         if reading is None:
             return 0.0
         if reading.out_of_distribution:
-            detail = f"feature distance {reading.score:.2f} above the calibrated limit {reading.limit:.2f}"
-            faults.append(Fault(FaultKind.OUT_OF_DISTRIBUTION, detail))
+            faults.append(Fault(FaultKind.OUT_OF_DISTRIBUTION, reading.detail()))
         return reading.unfamiliarity
 
     def _take_seq(self) -> int:

@@ -1,13 +1,16 @@
-"""Calibrate a bundle's out-of-distribution signal (`vision.ood`) on frames of the training world.
+"""Calibrate a bundle's out-of-distribution signals (`vision.ood`) on frames of the training world.
 
     python -m vision.ood_calibrate models/edge-sim [--train-seed 3 --n 1500 --drive-seed 10 --drives 60]
                                                   [--holdout-seed 41 --holdout-drive-seed 43]
+                                                  [--stop-margin 3 --image-stop-margin 1.5]
 
-Fits the features' mean and (shrunk) inverse covariance on N generated frames of the training dataset's
-seed plus the frames of scripted drives (the car driving straight at a can, a mat, a wall: the views the
-closed loop sees), then sets the limits on held-out frames of other seeds: `slow_from` = their 99th
-percentile score, `stop_above` = `stop_margin` × their largest. Writes `ood.json` into the bundle and adds
-it to the manifest (role `ood`). Renders with the simulated world; needs no torch.
+Fits each signal on N generated frames of the training dataset's seed plus the frames of scripted drives
+(the car driving straight at a can, a mat, a wall: the views the closed loop sees): the features' mean and
+(shrunk) inverse covariance, and the image statistics' per group (`vision.ood_image`). Then sets each
+signal's limits on held-out frames of other seeds: `slow_from` = their 99th percentile score,
+`stop_above` = `stop_margin` (features) or `image_stop_margin` (image statistics) × their largest. Writes
+`ood.json` (format 2) into the bundle and adds it to the manifest (role `ood`, with its digest). Renders
+with the simulated world; needs no torch.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from vision.bundle import file_entry, load_bundle, with_files, write_manifest
-from vision.ood import DEFAULT_TENSORS, OOD_FILE, OOD_ROLE, OodCalibration, OodDetector
+from vision.ood import DEFAULT_TENSORS, OOD_FILE, OOD_ROLE, OodCalibration, OodDetector, OodSuite
+from vision.ood_image import fit_image_signal, image_statistics
+from vision.ood_signal import fit_gaussian
 from vision.preprocess import Preprocessing, fit_to_input, to_network_input
 from vision.sim import Placement, World, WorldConfig, sample_scene
 from vision.sim.dataset import generate_frame
+
+FrameRows = tuple[np.ndarray, np.ndarray]
 
 
 def generated_frames(seed: int, n: int) -> list[np.ndarray]:
@@ -50,18 +57,39 @@ def drive_frames(seed: int, drives: int, every: int = 6) -> list[np.ndarray]:
     return frames
 
 
+def frame_rows(detector: OodDetector, prep: Preprocessing, frames: list[np.ndarray]) -> FrameRows:
+    """(feature means N×F, image statistics N×len(STATISTICS)) of the frames, as the car computes them."""
+    feats, stats = [], []
+    for f in frames:
+        x = to_network_input(fit_to_input(f, prep.input_size), prep)
+        feats.append(detector.features(x)[1][0])
+        stats.append(image_statistics(x[0], prep))
+    return np.asarray(feats, dtype=np.float64), np.asarray(stats, dtype=np.float64)
+
+
 def features(detector: OodDetector, prep: Preprocessing, frames: list[np.ndarray]) -> np.ndarray:
-    rows = [detector.features(to_network_input(fit_to_input(f, prep.input_size), prep))[1][0] for f in frames]
-    return np.asarray(rows, dtype=np.float64)
+    return frame_rows(detector, prep, frames)[0]
 
 
 def fit(train: np.ndarray, shrink: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
     """Mean and inverse covariance, the covariance shrunk towards its mean variance (well conditioned)."""
-    mean = train.mean(axis=0)
-    cov = np.cov(train - mean, rowvar=False)
-    dim = cov.shape[0]
-    cov += shrink * np.trace(cov) / dim * np.eye(dim)
-    return mean, np.linalg.inv(cov)
+    return fit_gaussian(train, shrink)
+
+
+def fit_features(train: np.ndarray, held: np.ndarray, stop_margin: float) -> OodCalibration:
+    mean, precision = fit(train)
+    probe = OodCalibration(DEFAULT_TENSORS, mean, precision, 1.0, 2.0)
+    scores = np.array([probe.score(row) for row in held])
+    source = (
+        f"{len(train)} frames fit, {len(held)} held out: p99 {np.percentile(scores, 99):.2f}, "
+        f"max {scores.max():.2f}, stop at {stop_margin} x max"
+    )
+    return replace(
+        probe,
+        slow_from=float(np.percentile(scores, 99)),
+        stop_above=float(stop_margin * scores.max()),
+        source=source,
+    )
 
 
 def calibrate(
@@ -74,33 +102,32 @@ def calibrate(
     holdout_seed: int = 41,
     holdout_drive_seed: int = 43,
     stop_margin: float = 3.0,
-) -> OodCalibration:
+    image_stop_margin: float = 1.5,
+) -> OodSuite:
     bundle = load_bundle(bundle_path)
     prep = bundle.manifest.preprocessing
     dim_probe = OodCalibration(DEFAULT_TENSORS, np.zeros(1), np.eye(1), 1.0, 2.0)
     detector = OodDetector(bundle, dim_probe)
-    train = features(detector, prep, generated_frames(train_seed, n) + drive_frames(drive_seed, drives))
-    mean, precision = fit(train)
-    probe = OodCalibration(DEFAULT_TENSORS, mean, precision, 1.0, 2.0)
-    held = features(
+    train = frame_rows(detector, prep, generated_frames(train_seed, n) + drive_frames(drive_seed, drives))
+    held = frame_rows(
         detector, prep, generated_frames(holdout_seed, n // 3) + drive_frames(holdout_drive_seed, drives // 3)
     )
-    scores = np.array([probe.score(row) for row in held])
-    source = (
+    where = (
         f"fit: {n} frames of dataset seed {train_seed} + {drives} drives of seed {drive_seed}; limits: "
-        f"{len(held)} held-out frames (dataset seed {holdout_seed}, drives seed {holdout_drive_seed}): "
-        f"p99 {np.percentile(scores, 99):.2f}, max {scores.max():.2f}, stop at {stop_margin} x max"
+        f"held-out frames of dataset seed {holdout_seed} + drives seed {holdout_drive_seed}; "
     )
-    calibration = replace(
-        probe,
-        slow_from=float(np.percentile(scores, 99)),
-        stop_above=float(stop_margin * scores.max()),
-        source=source,
+    feature_signal = fit_features(train[0], held[0], stop_margin)
+    image_signal = fit_image_signal(train[1], held[1], image_stop_margin)
+    suite = OodSuite(
+        (
+            replace(feature_signal, source=where + feature_signal.source),
+            replace(image_signal, source=where + image_signal.source),
+        )
     )
-    (bundle.root / OOD_FILE).write_text(calibration.to_json())
+    (bundle.root / OOD_FILE).write_text(suite.to_json())
     manifest = with_files(bundle.manifest, **{OOD_ROLE: file_entry(bundle.root, OOD_FILE)})
     write_manifest(bundle.root, manifest)
-    return calibration
+    return suite
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drives", type=int, default=60)
     parser.add_argument("--holdout-seed", type=int, default=41)
     parser.add_argument("--holdout-drive-seed", type=int, default=43)
-    parser.add_argument("--stop-margin", type=float, default=3.0)
+    parser.add_argument(
+        "--stop-margin", type=float, default=3.0, help="features: STOP at this x held-out max"
+    )
+    parser.add_argument(
+        "--image-stop-margin", type=float, default=1.5, help="image statistics: STOP at this x held-out max"
+    )
     args = parser.parse_args(argv)
     calibration = calibrate(
         args.bundle,
@@ -125,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         holdout_seed=args.holdout_seed,
         holdout_drive_seed=args.holdout_drive_seed,
         stop_margin=args.stop_margin,
+        image_stop_margin=args.image_stop_margin,
     )
-    print(
-        f"{args.bundle / OOD_FILE}: slow from {calibration.slow_from:.2f}, "
-        f"stop above {calibration.stop_above:.2f}"
-    )
-    print(calibration.source)
+    for signal in calibration.signals:
+        print(
+            f"{args.bundle / OOD_FILE} {signal.kind}: slow from {signal.slow_from:.2f}, "
+            f"stop above {signal.stop_above:.2f}"
+        )
+        print(f"  {getattr(signal, 'source', '')}")
     return 0
 
 
