@@ -171,6 +171,12 @@ class PolicyConfig:
         "use the bundle's out-of-distribution calibration (fp32): unfamiliar frames slow the car, past its "
         "limit STOP with fault out_of_distribution",
     )
+    ood_signals: str = _f(
+        "features",
+        "which of the calibration's signals to use, comma-separated: features (the network's own), image "
+        "(colour, exposure, sharpness statistics; off by default: it stopped 1 of 100 normal drives)",
+        choices=("features", "features,image", "image"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from car.timing import MonotonicClock, format_stats
 from car.types import DriveRecord
 from vision.bundle import MANIFEST_NAME, ModelBundle, load_bundle
 from vision.detector import Detector
-from vision.ood import build_checked_detector
+from vision.ood import build_checked_detector, parse_signals
 from vision.sources import FrameSource
 from vision.sources.base import source_info
 
@@ -200,7 +200,13 @@ def drive(
     warming = warm_up_source(config)
     bundle = load_model(config)
     hooks = hooks or DriveHooks()
-    detector = build_checked_detector(bundle, config.model.runtime, config.model.threads, config.policy.ood)
+    detector = build_checked_detector(
+        bundle,
+        config.model.runtime,
+        config.model.threads,
+        config.policy.ood,
+        parse_signals(config.policy.ood_signals),
+    )
     if hooks.wrap_detector is not None:
         detector = hooks.wrap_detector(detector)
     params = PolicyParams.from_config(config.policy, bundle.manifest.threshold)

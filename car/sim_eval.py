@@ -36,7 +36,7 @@ from car.timing import SimulatedClock
 from car.types import DriveRecord, FaultKind
 from vision.bundle import ModelBundle, load_bundle
 from vision.detector import Detector
-from vision.ood import build_checked_detector
+from vision.ood import build_checked_detector, parse_signals
 from vision.sim import SCENE_KINDS, World, WorldConfig, pick_kind
 from vision.sources import FrameSource, SimSource
 
@@ -381,7 +381,11 @@ class RunContext:
     def load(cls, settings: EvalSettings, config: CarConfig) -> RunContext:
         bundle = load_bundle(resolve_path(config.model.bundle))
         detector = build_checked_detector(
-            bundle, config.model.runtime, config.model.threads, config.policy.ood
+            bundle,
+            config.model.runtime,
+            config.model.threads,
+            config.policy.ood,
+            parse_signals(config.policy.ood_signals),
         )
         return cls(settings, config, detector, bundle)
 

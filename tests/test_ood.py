@@ -199,7 +199,9 @@ def strict_bundle(tmp_path: Path, kind: str) -> Path:
 def test_past_the_limit_the_car_stops_with_out_of_distribution(tmp_path: Path, kind: str) -> None:
     from car.config import with_overrides
 
-    config = with_overrides(CarConfig(), [f"model.bundle={strict_bundle(tmp_path, kind)}"])
+    config = with_overrides(
+        CarConfig(), [f"model.bundle={strict_bundle(tmp_path, kind)}", f"policy.ood_signals={kind}"]
+    )
     report = evaluate(EvalSettings(runs=1, seed=4, kinds=("empty",)), config)
     (outcome,) = report.outcomes
     assert outcome.outcome == "false_stop" and outcome.ood_stop and report.ood_stops == 1
@@ -207,3 +209,15 @@ def test_past_the_limit_the_car_stops_with_out_of_distribution(tmp_path: Path, k
         EvalSettings(runs=1, seed=4, kinds=("empty",)), with_overrides(config, ["policy.ood=false"])
     )
     assert off.ood_stops == 0 and off.outcomes[0].ood_faults == 0
+
+
+def test_the_shipped_bundle_uses_the_feature_signal_unless_the_config_names_the_image_one() -> None:
+    from vision.bundle import load_bundle
+    from vision.ood import OodDetector, build_checked_detector, parse_signals
+
+    bundle = load_bundle(Path(__file__).resolve().parents[1] / "models" / "edge-sim")
+    default = build_checked_detector(bundle)
+    both = build_checked_detector(bundle, signals=parse_signals("features,image"))
+    assert isinstance(default, OodDetector) and isinstance(both, OodDetector)
+    assert [s.kind for s in default.suite.signals] == ["features"]
+    assert sorted(s.kind for s in both.suite.signals) == ["features", "image"]

@@ -259,11 +259,29 @@ def ood_reading(detector: object) -> OodReading | None:
     return reading if isinstance(reading, OodReading) else None
 
 
+DEFAULT_SIGNALS = ("features",)
+"""The signals used unless the config names others (`policy.ood_signals`): the image statistics are measured
+and calibrated but not on by default (README, "Knowing what it does not know")."""
+
+
+def parse_signals(text: str) -> tuple[str, ...]:
+    """`policy.ood_signals` ("features,image"; the config checks its choices) as signal kinds."""
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
 def build_checked_detector(
-    bundle: ModelBundle, runtime: str = "fp32", threads: int = 1, ood: bool = True
+    bundle: ModelBundle,
+    runtime: str = "fp32",
+    threads: int = 1,
+    ood: bool = True,
+    signals: Sequence[str] = DEFAULT_SIGNALS,
 ) -> Detector:
-    """The bundle's detector; with `ood` and a calibrated fp32 bundle, one that also scores unfamiliarity."""
+    """The bundle's detector; with `ood` and a calibrated fp32 bundle, one that also scores unfamiliarity on
+    the calibration's `signals` (those it has)."""
     calibration = load_calibration(bundle) if ood and runtime == "fp32" else None
+    if calibration is not None:
+        kept = tuple(s for s in calibration.signals if s.kind in signals)
+        calibration = OodSuite(kept) if kept else None
     if calibration is None:
         return build_detector(bundle, runtime, threads)
     return OodDetector(bundle, calibration, threads)
