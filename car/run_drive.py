@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from car.build import McuHandle, SourceContext, build_source, start_mcu, warm_up_source
 from car.config import CarConfig, resolve_path
+from car.detectors import configured_detector
 from car.drivelog import BundleFile, DriveLogWriter, DriveMeta, RunSummary, utc_now
 from car.links import BridgeMotorLink
 from car.loop import ControlLoop
@@ -36,7 +37,6 @@ from car.timing import MonotonicClock, format_stats
 from car.types import DriveRecord
 from vision.bundle import MANIFEST_NAME, ModelBundle, load_bundle
 from vision.detector import Detector
-from vision.ood import build_checked_detector, parse_signals
 from vision.sources import FrameSource
 from vision.sources.base import source_info
 
@@ -200,13 +200,7 @@ def drive(
     warming = warm_up_source(config)
     bundle = load_model(config)
     hooks = hooks or DriveHooks()
-    detector = build_checked_detector(
-        bundle,
-        config.model.runtime,
-        config.model.threads,
-        config.policy.ood,
-        parse_signals(config.policy.ood_signals),
-    )
+    detector = configured_detector(bundle, config)
     if hooks.wrap_detector is not None:
         detector = hooks.wrap_detector(detector)
     params = PolicyParams.from_config(config.policy, bundle.manifest.threshold)

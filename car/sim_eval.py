@@ -26,6 +26,7 @@ import numpy as np
 
 from car import engines
 from car.config import CarConfig, LoopConfig, resolve_path
+from car.detectors import configured_detector
 from car.drivelog import DriveLogWriter
 from car.errors import CarError
 from car.links import BridgeMotorLink
@@ -36,7 +37,6 @@ from car.timing import SimulatedClock
 from car.types import DriveRecord, FaultKind
 from vision.bundle import ModelBundle, load_bundle
 from vision.detector import Detector
-from vision.ood import build_checked_detector, parse_signals
 from vision.sim import SCENE_KINDS, World, WorldConfig, pick_kind
 from vision.sources import FrameSource, SimSource
 
@@ -380,13 +380,7 @@ class RunContext:
     @classmethod
     def load(cls, settings: EvalSettings, config: CarConfig) -> RunContext:
         bundle = load_bundle(resolve_path(config.model.bundle))
-        detector = build_checked_detector(
-            bundle,
-            config.model.runtime,
-            config.model.threads,
-            config.policy.ood,
-            parse_signals(config.policy.ood_signals),
-        )
+        detector = configured_detector(bundle, config)
         return cls(settings, config, detector, bundle)
 
     def simulate(self, index: int, sink: RecordSink | None = None) -> RunOutcome:
