@@ -86,14 +86,10 @@ class WorkerState:
 
 
 def worker_setup(threads: int = 1) -> WorkerState:
-    """Once per worker: torch at `threads` threads, the engine's allocator setting (`keep_freed_memory`,
-    before the first audit rather than inside it), the audit's modules imported."""
+    """Once per worker: torch at `threads` threads, the audit's modules imported."""
     import torch
 
-    from explain.deepshap import keep_freed_memory
-
     torch.set_num_threads(threads)
-    keep_freed_memory()
     import explain.audit  # noqa: F401  (imported once per worker, not once per drive)
 
     return WorkerState(threads)
