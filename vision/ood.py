@@ -203,13 +203,18 @@ class OodReading:
         return f"{what} {self.score:.2f} above the calibrated limit {self.limit:.2f}"
 
 
+def _severity(reading: OodReading) -> tuple[bool, float, float]:
+    """How bad a reading is: past its limit first, then by unfamiliarity, then by score over limit."""
+    return (reading.out_of_distribution, reading.unfamiliarity, reading.score / reading.limit)
+
+
 def read_signals(signals: Sequence[OodSignal], frame: OodInput) -> OodReading:
     """Every signal's reading of one frame; the one past its limit, else the most unfamiliar one."""
     readings = []
     for signal in signals:
         score = signal.measure(frame)
         readings.append(OodReading(score, signal.unfamiliarity(score), signal.stop_above, signal.kind))
-    return max(readings, key=lambda r: (r.out_of_distribution, r.unfamiliarity, r.score / r.limit))
+    return max(readings, key=_severity)
 
 
 class OodDetector:
@@ -249,7 +254,7 @@ class OodDetector:
         probs, feats = self.features(batch)
         frames = (OodInput(image, row, self.prep) for image, row in zip(batch, feats, strict=True))
         readings = [read_signals(self.suite.signals, frame) for frame in frames]
-        self.last_reading = max(readings, key=lambda r: (r.out_of_distribution, r.unfamiliarity))
+        self.last_reading = max(readings, key=_severity)
         return probs
 
 
