@@ -15,16 +15,13 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench import car_command
+
 DRIVE_SECONDS = float(os.environ.get("BENCH_AUDIT_SECONDS", "60"))
-
-
-def _car(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from car.cli import main; sys.exit(main())", *args]
 
 
 def _timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -40,9 +37,9 @@ def _timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
 def run() -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
         log, out = Path(tmp) / "drive.sqlite", Path(tmp) / "audit"
-        drive_s, _ = _timed(_car("drive", "--duration", f"{DRIVE_SECONDS:g}", "--log", str(log)))
+        drive_s, _ = _timed(car_command("drive", "--duration", f"{DRIVE_SECONDS:g}", "--log", str(log)))
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        audit_s, done = _timed(_car("explain", str(log), "--out", str(out), "--json"))
+        audit_s, done = _timed(car_command("explain", str(log), "--out", str(out), "--json"))
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         numbers = json.loads(done.stdout)
         steps = json.loads((out / "audit.json").read_text())["timings_s"]

@@ -27,13 +27,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import car_command
+
 DRIVES = int(os.environ.get("BENCH_FLEET_DRIVES", "10"))
 SECONDS = float(os.environ.get("BENCH_FLEET_SECONDS", "20"))
 ROUNDS = int(os.environ.get("BENCH_FLEET_ROUNDS", "1"))
 CONFIGS = (("local", 1), ("ray", 1), ("local", 2), ("ray", 2))
 
 
-CAR = (sys.executable, "-c", "import sys; from car.cli import main; sys.exit(main())")
 AUDIT_OPTIONS = ("--background", "sim:0@25", "--occlusion-frames", "2", "--sanity-frames", "1")
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 """Every command and the Ray cluster run with one math-library thread per process, as Ray gives its
@@ -51,8 +52,7 @@ def _write_drives(folder: Path) -> None:
         batch, pending = pending[:2], pending[2:]
         procs = [
             subprocess.Popen(
-                [
-                    *CAR,
+                car_command(
                     "drive",
                     "--duration",
                     f"{SECONDS:g}",
@@ -62,7 +62,7 @@ def _write_drives(folder: Path) -> None:
                     f"sim.seed={i}",
                     "--set",
                     "sim.scene=random",
-                ],
+                ),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
@@ -76,7 +76,7 @@ def _write_drives(folder: Path) -> None:
 
 def _audit(logs: list[Path], out: Path, engine: str, workers: int) -> dict[str, Any]:
     """`car fleet audit` in a fresh process, timed from start to exit."""
-    command = [*CAR, "fleet", "audit", *map(str, logs), "--out", str(out), "--engine", engine]
+    command = car_command("fleet", "audit", *map(str, logs), "--out", str(out), "--engine", engine)
     command += ["--workers", str(workers), "--threads", "1", "--json", *AUDIT_OPTIONS]
     if engine == "ray":
         command += ["--address", "auto"]
