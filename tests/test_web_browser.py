@@ -9,6 +9,7 @@ that tick or the next one. Set CAR_SCREENSHOTS=DIR to keep the screenshots (the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -178,8 +179,8 @@ def test_console_shows_frames_and_chart_and_stop_latches_within_one_tick(
                  return [n, ext]; }"""
         )
         assert extent > 0
-        # 0.9: the history may gain a tick between the last draw and this read (seen: 30 pixels for 30.15)
-        assert green >= 0.9 * extent
+        # whole pixel columns: the extent is fractional (seen: 30 green pixels for an extent of 30.15)
+        assert green >= math.floor(extent)
         screenshot(page, "console.png")
 
         page.click("#stop")
