@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vision.augment import ColorJitter
+from vision.augment import ColorJitter, SensorAugment, training_augmentations
 from vision.errors import VisionError
 from vision.imageio import write_rgb
 from vision.preprocess import Preprocessing
@@ -100,6 +100,26 @@ def test_keeps_the_epoch_with_the_lowest_validation_loss() -> None:
 def _prep() -> Preprocessing:
 
     return Preprocessing()
+
+
+def test_sensor_augment_is_seeded_label_free_and_optional() -> None:
+    images = coloured_frames(4, 0)[0]
+    always = SensorAugment(probability=1.0, each=1.0)
+    a = always(images[0], np.random.default_rng(5))
+    np.testing.assert_array_equal(a, always(images[0], np.random.default_rng(5)))
+    assert a.dtype == np.uint8 and a.shape == images[0].shape and not np.array_equal(a, images[0])
+    np.testing.assert_array_equal(SensorAugment(probability=0.0)(images[0], np.random.default_rng(5)), images[0])
+    # without sensor effects the chain draws exactly what the published recipe drew (old bundles reproduce)
+    np.testing.assert_array_equal(
+        training_augmentations(True, 0.0).batch(images, np.random.default_rng(7)),
+        ColorJitter().batch(images, np.random.default_rng(7)),
+    )
+    assert training_augmentations(False, 0.0).describe() == "none"
+    assert training_augmentations(True, 0.5).describe().startswith("SensorAugment(probability=0.5")
+    with pytest.raises(ValueError, match="unknown"):
+        SensorAugment(effects=("sunburn",))
+    with pytest.raises(VisionError, match="sensor-augment"):
+        train_network(*coloured_frames(4, 0), TrainConfig(sensor_augment=1.5, progress=False))
 
 
 def test_bad_training_input_is_a_clear_error() -> None:

@@ -6,15 +6,23 @@ valid range after each), written with numpy/OpenCV because torchvision's hue ste
 image on this CPU, more than the network's own training step. Output is RGB uint8 again, so augmented
 images go through the one preprocessing path (`vision.preprocess.to_network_input`) like any other frame.
 Randomness comes from an explicit `numpy.random.Generator`: a seed gives the same images every time.
+
+`SensorAugment` adds camera effects (exposure, white balance, noise, motion blur, a wide-angle lens) drawn from
+the simulator's own image perturbations (`vision.sim.perturb`), so a network learns that a washed-out or
+cyan frame with a can in it is still a can. `Augmentations` chains steps (sensor first, as a camera would,
+then the published jitter).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
+
+from vision.sim.perturb import PERTURBATIONS
 
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -82,3 +90,71 @@ class ColorJitter:
     def batch(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Each image of an N×H×W×3 batch with its own random factors."""
         return np.stack([self(img, rng) for img in images])
+
+
+SENSOR_EFFECTS = ("exposure", "white_balance", "noise", "motion_blur", "fisheye")
+"""The image-only perturbations `SensorAugment` draws from (the timing ones do not change a frame)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SensorAugment:
+    """With `probability`, each of `effects` applied with probability `each`, at a strength drawn afresh
+    (the same draw `car sim eval --perturb` makes once per run). Labels are unchanged: none of the effects
+    moves the can nearer or further."""
+
+    probability: float = 0.5
+    each: float = 0.5
+    effects: tuple[str, ...] = SENSOR_EFFECTS
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"sensor augmentation probability {self.probability}: must lie in 0..1")
+        unknown = [e for e in self.effects if e not in PERTURBATIONS]
+        if unknown:
+            raise ValueError(f"sensor effects {unknown}: unknown; choose from {', '.join(PERTURBATIONS)}")
+
+    def describe(self) -> str:
+        return f"SensorAugment(probability={self.probability}, each={self.each}, effects={','.join(self.effects)})"
+
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= self.probability:
+            return rgb
+        for name in self.effects:
+            if rng.random() < self.each:
+                rgb = PERTURBATIONS[name](rng).image(rgb, rng)
+        return rgb
+
+
+class Augmentation(Protocol):
+    def describe(self) -> str: ...
+
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Augmentations:
+    """Augmentation steps applied in order to each image of a batch."""
+
+    steps: Sequence[Augmentation]
+
+    def describe(self) -> str:
+        return " + ".join(step.describe() for step in self.steps) or "none"
+
+    def batch(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if not self.steps:
+            return images
+        out = []
+        for img in images:
+            for step in self.steps:
+                img = step(img, rng)
+            out.append(img)
+        return np.stack(out)
+
+
+def training_augmentations(published: bool, sensor: float) -> Augmentations:
+    """The training recipe's steps: camera effects with probability `sensor` (0: none), then, if
+    `published`, the published ColorJitter."""
+    steps: list[Augmentation] = [SensorAugment(probability=sensor)] if sensor > 0 else []
+    if published:
+        steps.append(ColorJitter())
+    return Augmentations(tuple(steps))

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vision.augment import ColorJitter
+from vision.augment import training_augmentations
 from vision.bundle import BundleMetrics, ModelBundle, TrainingDataSummary
 from vision.errors import VisionError
 from vision.labels import STOP
@@ -38,6 +38,8 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.2
     augment: bool = True
+    sensor_augment: float = 0.0
+    """Share of training images given random camera effects (`vision.augment.SensorAugment`); 0: none."""
     threads: int | None = None
     progress: bool = True
     init: str | None = None
@@ -54,6 +56,8 @@ class TrainConfig:
             raise VisionError(f"val_fraction={self.val_fraction}: must lie strictly between 0 and 1")
         if not self.learning_rate > 0:
             raise VisionError(f"--lr {self.learning_rate}: must be positive")
+        if not 0.0 <= self.sensor_augment <= 1.0:
+            raise VisionError(f"--sensor-augment {self.sensor_augment}: must lie in 0..1 (a share of images)")
         if self.freeze is not None and self.init is None:
             raise VisionError(f"--freeze {self.freeze}: needs --init (frozen random weights learn nothing)")
 
@@ -193,7 +197,7 @@ def train_network(
     split = split_indices(len(images), config.val_fraction, config.seed)
     shuffle_rng = np.random.default_rng([config.seed, 1])
     augment_rng = np.random.default_rng([config.seed, 2])
-    jitter = ColorJitter() if config.augment else None
+    augment = training_augmentations(config.augment, config.sensor_augment)
     optimiser = torch.optim.Adam(
         [p for p in network.parameters() if p.requires_grad], lr=config.learning_rate
     )
@@ -214,7 +218,7 @@ def train_network(
         _train_mode(network)
         running, seen = 0.0, 0
         for idx in _batches(shuffle_rng.permutation(split.train), config.batch_size):
-            batch = images[idx] if jitter is None else jitter.batch(images[idx], augment_rng)
+            batch = augment.batch(images[idx], augment_rng)
             x = torch.from_numpy(to_network_input(batch, prep))
             optimiser.zero_grad(set_to_none=True)
             loss = loss_fn(network(x), one_hot(labels[idx]))
@@ -294,7 +298,7 @@ def train_to_bundle(
         n_val=len(result.split.val),
         seed=config.seed,
         epochs=config.epochs,
-        augmentation=ColorJitter().describe() if config.augment else "none",
+        augmentation=training_augmentations(config.augment, config.sensor_augment).describe(),
         command=command,
     )
     best = result.best

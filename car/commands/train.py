@@ -43,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-int8", action="store_true", help="skip the INT8 model")
     parser.add_argument("--no-augment", action="store_true", help="train without ColorJitter")
+    parser.add_argument(
+        "--sensor-augment",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of training images given random camera effects (exposure, white balance, noise, "
+        "motion blur, wide-angle lens), before ColorJitter (default 0: as published)",
+    )
     parser.add_argument("--json", action="store_true", help="print the epoch history and metrics as JSON")
     add_transfer_arguments(parser)
 
@@ -121,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         seed=args.seed,
         augment=not args.no_augment,
+        sensor_augment=getattr(args, "sensor_augment", 0.0),
         threads=args.threads,
         progress=not args.json,
         init=getattr(args, "init", None),
