@@ -7,8 +7,8 @@ image on this CPU, more than the network's own training step. Output is RGB uint
 images go through the one preprocessing path (`vision.preprocess.to_network_input`) like any other frame.
 Randomness comes from an explicit `numpy.random.Generator`: a seed gives the same images every time.
 
-`SensorAugment` adds camera effects (exposure, white balance, noise, motion blur, a wide-angle lens) drawn from
-the simulator's own image perturbations (`vision.sim.perturb`), so a network learns that a washed-out or
+`SensorAugment` adds camera effects (exposure, white balance, noise, motion blur, a wide-angle lens) drawn
+from the simulator's own image perturbations (`vision.sim.perturb`), so a network learns that a washed-out or
 cyan frame with a can in it is still a can. `Augmentations` chains steps (sensor first, as a camera would,
 then the published jitter).
 """
@@ -114,7 +114,8 @@ class SensorAugment:
             raise ValueError(f"sensor effects {unknown}: unknown; choose from {', '.join(PERTURBATIONS)}")
 
     def describe(self) -> str:
-        return f"SensorAugment(probability={self.probability}, each={self.each}, effects={','.join(self.effects)})"
+        effects = ",".join(self.effects)
+        return f"SensorAugment(probability={self.probability}, each={self.each}, effects={effects})"
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() >= self.probability:
@@ -144,7 +145,8 @@ class Augmentations:
         if not self.steps:
             return images
         out = []
-        for img in images:
+        for image in images:
+            img = image
             for step in self.steps:
                 img = step(img, rng)
             out.append(img)
