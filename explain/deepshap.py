@@ -230,11 +230,10 @@ class Conv2dRule(AffineRule):
         weight = m.weight.reshape(o, -1)  # (O, J)
         x_p = self._to_patches(x, grid)  # (B, P, J)
         r_p = self._reference_patches(ref, grid)  # (P, c, J)
-        gb = g.bg.reshape(b, k, c, o * patches)
-        g_sum = gb.sum(2).reshape(b, k, o, patches)
-        by_patch = _patch_major(gb, o, patches)  # (P, B·K·O, c)
+        by_patch = _patch_major(g.bg.reshape(b, k, c, o, patches))  # (P, B·K·O, c)
+        g_sum = by_patch.sum(2).reshape(patches, b, k, o)  # Σ_c g_c
         cross = torch.bmm(by_patch, r_p).reshape(patches, b, k, o, -1)  # Σ_c g_c r_c: (P, B, K, O, J)
-        frame_term = torch.einsum("bkop,oj->bkpj", g_sum, weight) * x_p[:, None]
+        frame_term = torch.einsum("pbko,oj->bkpj", g_sum, weight) * x_p[:, None]
         ref_term = (cross * weight).sum(3).permute(1, 2, 0, 3)  # Σ_o W[o, j] · cross: (B, K, P, J)
         return self._from_patches(frame_term - ref_term, grid, int(x.shape[1]))
 
@@ -316,9 +315,9 @@ class MaxPool2dRule(LayerRule):
         self.simple = (
             k == s and _pair(module.padding) == (0, 0) and _pair(module.dilation) == (1, 1)
         ) and not module.ceil_mode
-        # Set by the engine when a patch convolution comes right before: it reads the gradient with the
-        # rows innermost (see `_patch_major`), so the scatter writes it in that layout directly.
-        self.rows_innermost = False
+        # Set by the engine when a patch convolution comes right before: it reads the gradient patch-major
+        # (see `_patch_major`), so the scatter writes it in that layout directly.
+        self.patch_major = False
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Saved]:
         p = self.pool
@@ -382,9 +381,9 @@ class MaxPool2dRule(LayerRule):
             gf = g.frame.reshape(b, k, c, ch, hw)
             v_frame = (gf * frame_part + gb * torch.where(same, ref_part, 0.0)) * inv_frame
         v_ref = gb * (ref_part * inv_ref)
-        if self.rows_innermost:
-            buffer = torch.zeros((ch * full, b * k * c), dtype=gb.dtype, device=gb.device)
-            out = buffer.t().view(b, k, c, ch, full)
+        if self.patch_major:  # memory order (position, b, k, channel, reference): `_patch_major`'s
+            buffer = torch.zeros(full * b * k * ch * c, dtype=gb.dtype, device=gb.device)
+            out = buffer.as_strided((b, k, c, ch, full), (k * ch * c, ch * c, 1, c, b * k * ch * c))
         else:
             out = torch.zeros((b, k, c, ch, full), dtype=gb.dtype, device=gb.device)
         # Reference part first, frame part second, both plain writes (a scatter-add is ~3× slower): windows do
@@ -416,18 +415,19 @@ class MaxPool2dRule(LayerRule):
         return torch.where(torch.abs(delta_in) < MAXPOOL_ZERO, 0.0, unpooled / delta_in)
 
 
-def _patch_major(g: torch.Tensor, channels: int, patches: int) -> torch.Tensor:
-    """(B, K, c, O·P) → (P, B·K·O, c), contiguous.
+def _patch_major(g: torch.Tensor) -> torch.Tensor:
+    """(B, K, c, O, P) → (P, B·K·O, c), contiguous: a view when a patch-major max-pool wrote `g` (the
+    usual case, `_plan_layouts`), else one copy.
 
-    One direct permute would read with a stride of O·P floats for every element written (measured ~5×
-    slower); a plain 2-D transpose first, then a permute that moves whole rows of c values, keeps both
-    copies cache-friendly.
+    The copy goes through a plain 2-D transpose first: one direct permute would read with a stride of O·P
+    floats for every element written (measured ~5× slower); the permute after it moves whole rows of c.
     """
-    b, k, c = g.shape[:3]
-    flipped = g.reshape(b * k * c, channels * patches).t().contiguous()  # (O·P, B·K·c)
-    return (
-        flipped.reshape(channels, patches, b * k, c).permute(1, 2, 0, 3).reshape(patches, b * k * channels, c)
-    )
+    b, k, c, o, p = g.shape
+    view = g.permute(4, 0, 1, 3, 2)
+    if view.is_contiguous():
+        return view.reshape(p, b * k * o, c)
+    flipped = g.reshape(b * k * c, o * p).t().contiguous()  # (O·P, B·K·c)
+    return flipped.reshape(o, p, b * k, c).permute(1, 2, 0, 3).reshape(p, b * k * o, c)
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -515,7 +515,7 @@ def read_chain(model: nn.Module, example: torch.Tensor) -> tuple[ChainLayer, ...
 
 
 def _plan_layouts(layers: Sequence[ChainLayer]) -> None:
-    """Let a max-pool that feeds a first-layer patch convolution write its gradient rows-innermost."""
+    """Let a max-pool that feeds a first-layer patch convolution write its gradient patch-major."""
     if len(layers) < 2:
         return
     first, second = layers[0].rule, layers[1].rule
@@ -525,7 +525,7 @@ def _plan_layouts(layers: Sequence[ChainLayer]) -> None:
         and isinstance(second, MaxPool2dRule)
         and second.simple
     ):
-        second.rows_innermost = True
+        second.patch_major = True
 
 
 def _forward(layers: Sequence[ChainLayer], x: torch.Tensor) -> tuple[torch.Tensor, list[Saved]]:
