@@ -43,6 +43,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("eval", "car.commands.evaluate", "evaluate a model bundle on a folder, beside the baseline"),
     CommandSpec("export", "car.commands.export", "export a bundle to ONNX (fp32, optional INT8)"),
     CommandSpec("import", "car.commands.import_", "import a torchvision classifier's weights as a bundle"),
+    CommandSpec("threshold", "car.commands.threshold", "show or set a bundle's STOP threshold"),
     CommandSpec("bench", "car.commands.bench", "latency of torch vs onnxruntime fp32/INT8 per network"),
     CommandSpec("firmware", "car.commands.firmware", "virtual microcontroller tools (emulate)"),
     CommandSpec(

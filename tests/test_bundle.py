@@ -141,3 +141,20 @@ def test_car_side_modules_do_not_import_torch() -> None:
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO_ROOT
     )
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+def test_car_threshold_shows_and_sets_the_manifest_threshold_with_its_reason(bundle_copy: Path) -> None:
+    from car.cli import main
+
+    assert load_bundle(bundle_copy).manifest.threshold == 0.5
+    before = load_bundle(bundle_copy).sha256
+    assert main(["threshold", str(bundle_copy), "0.7", "--why", "tuning seeds 1, 2"]) == 0
+    after = load_bundle(bundle_copy)
+    assert (after.manifest.threshold, after.manifest.threshold_note) == (0.7, "tuning seeds 1, 2")
+    assert after.sha256 != before  # a changed manifest is a changed bundle (logs then need --model)
+    assert BundleManifest.from_json(after.manifest.to_json(), "x") == after.manifest
+    assert main(["threshold", str(bundle_copy)]) == 0  # showing changes nothing
+    assert load_bundle(bundle_copy).sha256 == after.sha256
+    assert main(["threshold", str(bundle_copy), "1.5", "--why", "x"]) == 2
+    assert main(["threshold", str(bundle_copy), "0.6"]) == 2  # no reason given
+    assert load_bundle(bundle_copy).manifest.threshold == 0.7

@@ -96,6 +96,8 @@ class BundleManifest:
     """The network's outputs, in order (GO, STOP for this project's networks; any names for imported ones)."""
     threshold: float = 0.5
     """STOP where P(STOP) > threshold."""
+    threshold_note: str = ""
+    """How the threshold was chosen (`car threshold ... --why`); empty: the default 0.5."""
     stop_label: str = "STOP"
     """The label whose probability is P(STOP) (e.g. JetBot's "blocked"); the car stops on it."""
     output: str = "sigmoid"
@@ -116,6 +118,7 @@ class BundleManifest:
             "stop_label": self.stop_label,
             "output": self.output,
             "threshold": self.threshold,
+            **({"threshold_note": self.threshold_note} if self.threshold_note else {}),
             "files": {role: asdict(f) for role, f in sorted(self.files.items())},
             "metrics": asdict(self.metrics),
             "data": asdict(self.data),
@@ -185,6 +188,7 @@ class BundleManifest:
             files=files,
             labels=tuple(str(x) for x in labels),
             threshold=threshold,
+            threshold_note=str(doc.get("threshold_note", "")),
             stop_label=str(doc.get("stop_label", "STOP")),
             output=str(doc.get("output", "sigmoid")),
             metrics=_from_mapping(BundleMetrics, doc.get("metrics", {}), f"{where} metrics"),
