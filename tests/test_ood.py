@@ -49,6 +49,13 @@ def scores(detector: OodDetector, frames: list[np.ndarray], kind: str = "feature
     return np.array(out)
 
 
+def auroc(unlike: np.ndarray, normal: np.ndarray) -> float:
+    """P(an unlike frame scores above a normal one), ties counted half."""
+    above = (unlike[:, None] > normal[None, :]).mean()
+    ties = (unlike[:, None] == normal[None, :]).mean()
+    return float(above + 0.5 * ties)
+
+
 def gain(frames: list[np.ndarray], gains: tuple[float, float, float]) -> list[np.ndarray]:
     g = np.asarray(gains, dtype=np.float32)
     return [np.clip(f.astype(np.float32) * g, 0, 255).astype(np.uint8) for f in frames]
@@ -113,13 +120,22 @@ def test_normal_frames_are_familiar_and_unlike_ones_score_higher(
 def test_the_image_signal_sees_what_the_features_miss(
     shipped: tuple[OodDetector, OodSuite], frames: dict[str, list[np.ndarray]]
 ) -> None:
-    """Colour casts and blur: most frames past the image signal's slow-down point, few normal ones."""
+    """Blur: most frames past the image signal's slow-down point, few normal ones. Colour casts: ranked
+    above normal frames by the image signal almost always, by the features barely.
+
+    (This cast puts about 45 % of frames past the slow-down point, 43 % on 300 frames in the README's
+    table, so "most frames" was a coin toss on 16 frames and flipped with a recalibration; the ranking is
+    the property the signal is there for.)
+    """
     detector, suite = shipped
     signal = suite.signal("image")
     assert signal is not None
-    assert np.mean(scores(detector, frames["normal"], "image") > signal.slow_from) <= 0.25
-    for name in ("cast", "blur"):
-        assert np.mean(scores(detector, frames[name], "image") > signal.slow_from) >= 0.5, name
+    normal = scores(detector, frames["normal"], "image")
+    assert np.mean(normal > signal.slow_from) <= 0.25
+    assert np.mean(scores(detector, frames["blur"], "image") > signal.slow_from) >= 0.5
+    by_image = auroc(scores(detector, frames["cast"], "image"), normal)
+    by_features = auroc(scores(detector, frames["cast"]), scores(detector, frames["normal"]))
+    assert by_image >= 0.9 and by_image >= by_features + 0.2, (by_image, by_features)
     # a dark wall filling the view (drives end in front of one) is neither night nor blur to it
     rng = np.random.default_rng(0)
     wall = np.clip(rng.normal((28, 27, 30), 2.0, (224, 224, 3)), 0, 255).astype(np.uint8)
