@@ -157,4 +157,5 @@ def test_car_threshold_shows_and_sets_the_manifest_threshold_with_its_reason(bun
     assert load_bundle(bundle_copy).sha256 == after.sha256
     assert main(["threshold", str(bundle_copy), "1.5", "--why", "x"]) == 2
     assert main(["threshold", str(bundle_copy), "0.6"]) == 2  # no reason given
+    assert main(["threshold", str(bundle_copy), "--why", "x"]) == 2  # a reason without a value
     assert load_bundle(bundle_copy).manifest.threshold == 0.7

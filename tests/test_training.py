@@ -102,6 +102,11 @@ def _prep() -> Preprocessing:
     return Preprocessing()
 
 
+def published_draws(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The published recipe's augmentation of a batch: ColorJitter on each image in turn, one generator."""
+    return np.stack([ColorJitter()(img, rng) for img in images])
+
+
 def test_sensor_augment_is_seeded_label_free_and_optional() -> None:
     images = coloured_frames(4, 0)[0]
     always = SensorAugment(probability=1.0, each=1.0)
@@ -113,12 +118,14 @@ def test_sensor_augment_is_seeded_label_free_and_optional() -> None:
     # without sensor effects the chain draws exactly what the published recipe drew (old bundles reproduce)
     np.testing.assert_array_equal(
         training_augmentations(True, 0.0).batch(images, np.random.default_rng(7)),
-        ColorJitter().batch(images, np.random.default_rng(7)),
+        published_draws(images, np.random.default_rng(7)),
     )
     assert training_augmentations(False, 0.0).describe() == "none"
     assert training_augmentations(True, 0.5).describe().startswith("SensorAugment(probability=0.5")
     with pytest.raises(ValueError, match="unknown"):
         SensorAugment(effects=("sunburn",))
+    with pytest.raises(ValueError, match="each"):
+        SensorAugment(each=2.0)
     with pytest.raises(VisionError, match="sensor-augment"):
         train_network(*coloured_frames(4, 0), TrainConfig(sensor_augment=1.5, progress=False))
 

@@ -87,10 +87,6 @@ class ColorJitter:
             img = adjust(img, float(value))
         return np.round(img).astype(np.uint8)
 
-    def batch(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Each image of an N×H×W×3 batch with its own random factors."""
-        return np.stack([self(img, rng) for img in images])
-
 
 SENSOR_EFFECTS = ("exposure", "white_balance", "noise", "motion_blur", "fisheye")
 """The image-only perturbations `SensorAugment` draws from (the timing ones do not change a frame)."""
@@ -107,8 +103,9 @@ class SensorAugment:
     effects: tuple[str, ...] = SENSOR_EFFECTS
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.probability <= 1.0:
-            raise ValueError(f"sensor augmentation probability {self.probability}: must lie in 0..1")
+        for name, value in (("probability", self.probability), ("each", self.each)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"sensor augmentation {name} {value}: must lie in 0..1")
         unknown = [e for e in self.effects if e not in PERTURBATIONS]
         if unknown:
             raise ValueError(f"sensor effects {unknown}: unknown; choose from {', '.join(PERTURBATIONS)}")
@@ -134,7 +131,7 @@ class Augmentation(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Augmentations:
-    """Augmentation steps applied in order to each image of a batch."""
+    """Augmentation steps applied in order to each image of a batch, each image with its own draws."""
 
     steps: Sequence[Augmentation]
 

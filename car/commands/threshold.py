@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     except (BundleError, OSError) as exc:
         raise CarError(f"{args.bundle}: {exc}") from None
     before = bundle.manifest.threshold
+    if args.why and args.value is None:
+        raise CarError("--why TEXT goes with a new threshold: car threshold BUNDLE VALUE --why TEXT")
     if args.value is not None:
         if not 0.0 < args.value < 1.0:
             raise CarError(
