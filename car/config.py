@@ -177,6 +177,17 @@ class PolicyConfig:
         "(colour, exposure, sharpness statistics; off by default: it stopped 1 of 100 normal drives)",
         choices=("features", "features,image", "image"),
     )
+    ood_hold: bool = _f(
+        True,
+        "after an out_of_distribution STOP, drive again only on go_frames GO frames that are also familiar",
+    )
+    ood_resume_below: float = _f(
+        0.0,
+        "with ood_hold: a frame is familiar at this unfamiliarity or below (0: under every signal's "
+        "slow-down point)",
+        min=0.0,
+        max=1.0,
+    )
 
 
 @dataclass(frozen=True, slots=True)

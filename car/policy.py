@@ -14,6 +14,10 @@ Defence in depth, each part switchable in `PolicyConfig`:
   costs centimetres: stopping distance is latency × speed + speed² / (2 × braking).
 - Caution changes the speed only, never GO into STOP: replaying a log with other caution settings
   reproduces every decision.
+- *Stay stopped while unfamiliar* (`ood_hold`): after an `out_of_distribution` STOP, a GO frame counts
+  towards driving again only when it is also familiar (unfamiliarity at most `ood_resume_below`). Without
+  it a car in an unfamiliar room creeps: STOP on an unfamiliar frame, GO on the next merely odd one, and a
+  network that cannot see the can there drives into it in short steps.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 
 from car.config import PolicyConfig
 from car.errors import CarError
-from car.types import Decision, Fault, Probabilities, Reason
+from car.types import Decision, Fault, FaultKind, Probabilities, Reason
 from vision.labels import GO, STOP
 
 
@@ -40,6 +44,8 @@ class PolicyParams:
     slow_from: float = 0.1
     slowest: float = 1.0
     evidence_frames: int = 0
+    ood_hold: bool = False
+    ood_resume_below: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -72,6 +78,8 @@ class PolicyParams:
             slow_from=config.slow_from,
             slowest=config.slowest,
             evidence_frames=config.evidence_frames,
+            ood_hold=config.ood_hold,
+            ood_resume_below=config.ood_resume_below,
         )
 
     def speed_scale(self, caution_p: float, unfamiliarity: float) -> float:
@@ -92,12 +100,13 @@ def probabilities_fault(probs: Probabilities) -> str | None:
 
 
 class Policy:
-    """Stateful only in the GO streak and whether the car is currently allowed to drive."""
+    """Stateful only in the GO streak, whether the car may drive, the recent P(STOP)s and the OOD hold."""
 
     def __init__(self, params: PolicyParams) -> None:
         self.params = params
         self._go_streak = 0
         self._driving = False
+        self._held_unfamiliar = False
         self._recent: deque[float] = deque(maxlen=max(params.evidence_frames, 1))
 
     @property
@@ -108,6 +117,7 @@ class Policy:
         """Back to the start state: stopped, no GO frames counted."""
         self._go_streak = 0
         self._driving = False
+        self._held_unfamiliar = False
         self._recent.clear()
 
     def caution(self, p_stop: float) -> float:
@@ -120,6 +130,8 @@ class Policy:
     def decide(
         self, probs: Probabilities | None, faults: Sequence[Fault] = (), unfamiliarity: float = 0.0
     ) -> Decision:
+        if self.params.ood_hold and any(f.kind is FaultKind.OUT_OF_DISTRIBUTION for f in faults):
+            self._held_unfamiliar = True
         if faults or probs is None:
             return self._stop(Reason.FAULT, probs)
         if probabilities_fault(probs) is not None:
@@ -128,10 +140,14 @@ class Policy:
         scale = p.speed_scale(self.caution(probs.stop), unfamiliarity)
         if probs.stop > p.threshold:
             return self._stop(Reason.STOP_PROBABILITY, probs)
+        if self._held_unfamiliar and not self._driving and unfamiliarity > p.ood_resume_below:
+            self._go_streak = 0  # held by an out-of-distribution STOP: only familiar GO frames count
+            return Decision(STOP, Reason.AWAITING_GO, probs, 0)
         if probs.stop < p.confident_go_below:
             self._go_streak += 1
             if self._driving or self._go_streak >= p.go_frames:
                 self._driving = True
+                self._held_unfamiliar = False
                 return Decision(GO, Reason.GO_CONFIDENT, probs, self._go_streak, scale)
             return Decision(STOP, Reason.AWAITING_GO, probs, self._go_streak)
         # Below the threshold but not confidently: keep driving if driving, keep waiting if stopped.

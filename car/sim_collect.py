@@ -385,6 +385,7 @@ class CollectSettings:
     keep: KeepSpec = field(default_factory=lambda: parse_keep(DEFAULT_KEEP))
     jpeg_quality: int = 92
     world: WorldConfig = field(default_factory=WorldConfig)
+    perturbations: tuple[str, ...] = ()  # the frames saved are the perturbed frames the network saw
 
     def validate(self) -> None:
         if self.runs < 1:
@@ -398,7 +399,13 @@ class CollectSettings:
         check_kinds(self.kinds)  # --jpeg-quality is checked by the folder writer, as for `car sim dataset`
 
     def eval_settings(self) -> EvalSettings:
-        return EvalSettings(runs=self.runs, seed=self.seed, kinds=self.kinds, world=self.world)
+        return EvalSettings(
+            runs=self.runs,
+            seed=self.seed,
+            kinds=self.kinds,
+            world=self.world,
+            perturbations=self.perturbations,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +456,7 @@ class CollectSummary:
     by_kind: Mapping[str, KindCounts]
     sim_seconds: float
     wall_seconds: float
+    perturbations: tuple[str, ...] = ()
 
     @property
     def saved(self) -> int:
@@ -461,6 +469,7 @@ class CollectSummary:
             "keep": self.keep,
             "runs": self.runs,
             "seed": self.seed,
+            "perturbations": list(self.perturbations),
             "frames_seen": self.frames_seen,
             "seen": {"go": self.seen_go, "stop": self.seen_stop},
             "saved": self.saved,
@@ -489,7 +498,9 @@ class CollectSummary:
         pct = 100 * self.saved / max(self.frames_seen, 1)
         lines = [
             f"collected {self.saved} of {self.frames_seen} frames ({pct:.1f} %) from {self.runs} closed-loop "
-            f"runs of {self.bundle} (seed {self.seed}, keep {self.keep}) into {self.out} in "
+            f"runs of {self.bundle} (seed {self.seed}, keep {self.keep}"
+            + (f", perturbed: {','.join(self.perturbations)}" if self.perturbations else "")
+            + f") into {self.out} in "
             f"{self.wall_seconds:.0f} s ({self.sim_seconds:.0f} s simulated)",
             f"  saved: {label_name(GO)} {self.saved_go}, {label_name(STOP)} {self.saved_stop}; because "
             + ", ".join(f"{name} {n}" for name, n in self.saved_because.items()),
@@ -586,4 +597,5 @@ def collect(
         by_kind={k: by_kind[k] for k in SCENE_KINDS if k in by_kind},
         sim_seconds=sim_seconds,
         wall_seconds=time.monotonic() - started,
+        perturbations=settings.perturbations,
     )

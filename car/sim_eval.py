@@ -71,7 +71,7 @@ class RunOutcome:
     stutters: int  # STOPs while driving that resumed later (brief hesitations)
     faults: int
     ood_faults: int = 0  # ticks with an out_of_distribution fault
-    ood_stop: bool = False  # the car came to rest on an out_of_distribution fault
+    ood_stop: bool = False  # the car came to rest held by an out_of_distribution STOP (since it last drove)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +165,7 @@ class _RunWatch:
         self.stutters = 0
         self.faults = 0
         self.ood_faults = 0
-        self.last_ood = False
+        self.ood_since_driving = False
         self.frames = 0
         self.t = 0.0
         self.ended: str | None = None
@@ -173,10 +173,12 @@ class _RunWatch:
     def __call__(self, record: DriveRecord) -> str | None:
         self.frames += record.frame_seq is not None
         self.faults += len(record.faults)
-        self.last_ood = any(f.kind is FaultKind.OUT_OF_DISTRIBUTION for f in record.faults)
-        self.ood_faults += self.last_ood
+        unfamiliar = any(f.kind is FaultKind.OUT_OF_DISTRIBUTION for f in record.faults)
+        self.ood_faults += unfamiliar
         self.t += self.period
         stopped = record.decision.is_stop
+        # an out-of-distribution STOP since the car last drove: what holds it (policy.ood_hold)
+        self.ood_since_driving = stopped and (self.ood_since_driving or unfamiliar)
         if stopped and self.was_driving:
             self.stutters += 1
         self.was_driving = not stopped
@@ -308,7 +310,7 @@ def simulate_spec(
         stutters=watch.stutters,
         faults=watch.faults,
         ood_faults=watch.ood_faults,
-        ood_stop=ended in ("false_stop", "stopped_for_can") and watch.last_ood,
+        ood_stop=ended in ("false_stop", "stopped_for_can") and watch.ood_since_driving,
     )
 
 

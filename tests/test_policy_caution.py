@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from car.config import PolicyConfig
 from car.policy import Policy, PolicyParams
-from car.types import Probabilities
+from car.types import Fault, FaultKind, Probabilities
 from vision.labels import GO, STOP
 
 CAUTIOUS = PolicyParams.from_config(PolicyConfig(slow_from=0.1, slowest=0.4, evidence_frames=4), 0.5)
@@ -54,3 +54,39 @@ def test_caution_never_changes_a_decision_and_never_delays_a_stop(stops: list[fl
             assert a.label == STOP
         if a.label == GO:
             assert 0.4 <= a.speed_scale <= 1.0
+
+
+def ood_fault() -> list[Fault]:
+    return [Fault(FaultKind.OUT_OF_DISTRIBUTION, "features 20.0 > 16.7")]
+
+
+HOLDING = PolicyParams.from_config(PolicyConfig(), 0.5)
+
+
+def test_after_an_out_of_distribution_stop_only_familiar_go_frames_count() -> None:
+    policy = driving(HOLDING)
+    assert policy.decide(p(0.0), ood_fault(), unfamiliarity=1.0).label == STOP
+    # confident GO frames that are still unfamiliar keep it stopped, however many
+    assert [policy.decide(p(0.0), unfamiliarity=0.3).label for _ in range(10)] == [STOP] * 10
+    # an unfamiliar frame in the middle restarts the count
+    labels = [policy.decide(p(0.0), unfamiliarity=u).label for u in (0.0, 0.0, 0.2, 0.0, 0.0, 0.0)]
+    assert labels == [STOP] * 5 + [GO]
+    # once driving again the hold is gone: an odd frame slows the car but does not stop it
+    assert policy.decide(p(0.0), unfamiliarity=0.5).label == GO
+
+
+def test_without_the_hold_an_unfamiliar_go_frame_counts_and_other_faults_never_hold() -> None:
+    loose = PolicyParams.from_config(PolicyConfig(ood_hold=False), 0.5)
+    policy = driving(loose)
+    policy.decide(p(0.0), ood_fault(), unfamiliarity=1.0)
+    assert [policy.decide(p(0.0), unfamiliarity=0.5).label for _ in range(3)] == [STOP, STOP, GO]
+    held = driving(HOLDING)
+    held.decide(p(0.0), [Fault(FaultKind.STALE_FRAME, "late")])
+    assert [held.decide(p(0.0), unfamiliarity=0.5).label for _ in range(3)] == [STOP, STOP, GO]
+
+
+def test_reset_clears_the_hold() -> None:
+    policy = driving(HOLDING)
+    policy.decide(p(0.0), ood_fault(), unfamiliarity=1.0)
+    policy.reset()
+    assert [policy.decide(p(0.0), unfamiliarity=0.5).label for _ in range(3)] == [STOP, STOP, GO]

@@ -217,6 +217,39 @@ def test_command_prints_json(
     assert doc["by_kind"]["shadow"]["runs"] == 1 and doc["outcomes"]["false_stop"] == 1
 
 
+def test_perturbed_collection_saves_the_perturbed_frames_the_network_saw(
+    bundles: dict[str, Path],  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Same runs with and without `--perturb`: the kept frames are the ones after the camera effects."""
+    import json
+
+    parser = argparse.ArgumentParser()
+    sim_collect_command.add_arguments(parser)
+    common = ["--model", str(bundles["always_stop"]), "--runs", "1", "--seed", "27", "--kinds", "empty"]
+    common += ["--keep", "every=10", "--json"]
+    docs = {}
+    for name, extra in (("plain", []), ("perturbed", ["--perturb", "white_balance,noise"])):
+        args = parser.parse_args([*common, "--out", str(tmp_path / name), *extra])
+        assert sim_collect_command.run(args) == 0
+        docs[name] = json.loads(capsys.readouterr().out)
+    assert (
+        docs["perturbed"]["perturbations"] == ["white_balance", "noise"]
+        and docs["plain"]["perturbations"] == []
+    )
+    plain, perturbed = read_manifest(tmp_path / "plain"), read_manifest(tmp_path / "perturbed")
+    assert [r.closed_loop.frame for r in plain if r.closed_loop] == [
+        r.closed_loop.frame for r in perturbed if r.closed_loop
+    ]
+    for a, b in zip(plain, perturbed, strict=True):
+        assert a.label == b.label == GO
+        diff = np.abs(
+            read_rgb(tmp_path / "plain" / a.file).astype(int) - read_rgb(tmp_path / "perturbed" / b.file)
+        )
+        assert diff.mean() > 4  # sensor noise of 4-12 grey levels and a colour cast, beyond JPEG's error
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -226,6 +259,7 @@ def test_command_prints_json(
         (["--model", "no/such/bundle"], "no/such/bundle: no such model bundle folder"),
         (["--kinds", "lava"], "--kinds 'lava'"),
         (["--runs", "0"], "--runs 0"),
+        (["--perturb", "fog"], "--perturb 'fog': choose 'all' or from"),
     ],
 )
 def test_cli_errors_are_one_line(

@@ -99,6 +99,31 @@ def add_domain_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_perturb_argument(parser: argparse.ArgumentParser) -> None:
+    """`--perturb LIST`: sensor and timing perturbations of every run (`vision.sim.perturb`), or `all`."""
+    from vision.sim.perturb import PERTURBATIONS
+
+    parser.add_argument(
+        "--perturb",
+        default="",
+        metavar="LIST",
+        help=f"comma-separated sensor/timing perturbations, or 'all': {', '.join(PERTURBATIONS)}",
+    )
+
+
+def parse_perturbations(text: str) -> tuple[str, ...]:
+    """The names of a `--perturb` value, checked (`all`: every one)."""
+    from vision.sim.perturb import PERTURBATIONS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return tuple(PERTURBATIONS)
+    for name in names:
+        if name not in PERTURBATIONS:
+            raise CarError(f"--perturb {name!r}: choose 'all' or from {', '.join(PERTURBATIONS)}")
+    return tuple(names)
+
+
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="render a short drive towards a can: MP4 + contact sheet")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")

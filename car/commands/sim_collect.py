@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from car import engines
-from car.commands.sim import add_domain_argument
+from car.commands.sim import add_domain_argument, add_perturb_argument, parse_perturbations
 from car.config import load_config, with_overrides
 from car.sim_collect import DEFAULT_KEEP, CollectSettings, collect, parse_keep
 from car.sim_eval import EVAL_SEEDS
@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--jpeg-quality", type=int, default=92, help="quality of the written JPEGs (default 92)"
     )
     add_domain_argument(parser)
+    add_perturb_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -62,6 +63,7 @@ def settings_from_args(args: argparse.Namespace) -> CollectSettings:
         keep=parse_keep(args.keep),
         jpeg_quality=args.jpeg_quality,
         world=WorldConfig(domain=args.domain),
+        perturbations=parse_perturbations(args.perturb),
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from car import engines
-from car.commands.sim import add_domain_argument
+from car.commands.sim import add_domain_argument, add_perturb_argument, parse_perturbations
 from car.config import CarConfig, load_config, with_overrides
 from car.errors import CarError
 from vision.sim import SCENE_KINDS, WorldConfig
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vision.sim.perturb import PERTURBATIONS
-
     parser.add_argument("--runs", type=int, default=200, help="number of simulated drives (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the scenes (default 0)")
     parser.add_argument(
@@ -44,12 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     engines.add_engine_arguments(parser)
     add_domain_argument(parser)
-    parser.add_argument(
-        "--perturb",
-        default="",
-        metavar="LIST",
-        help=f"comma-separated sensor/timing perturbations, or 'all': {', '.join(PERTURBATIONS)}",
-    )
+    add_perturb_argument(parser)
     parser.add_argument("--runs-out", type=Path, default=None, help="write every run's outcome as JSON lines")
     parser.add_argument(
         "--save-failures", type=Path, default=None, metavar="DIR", help="a drive log per failing run"
@@ -64,18 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="no runs: summarise a --runs-out file (e.g. of an evaluation stopped early)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-
-
-def parse_perturbations(text: str) -> tuple[str, ...]:
-    from vision.sim.perturb import PERTURBATIONS
-
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if names == ["all"]:
-        return tuple(PERTURBATIONS)
-    for name in names:
-        if name not in PERTURBATIONS:
-            raise CarError(f"--perturb {name!r}: choose 'all' or from {', '.join(PERTURBATIONS)}")
-    return tuple(names)
 
 
 def _config(args: argparse.Namespace) -> CarConfig:
