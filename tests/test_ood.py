@@ -142,6 +142,26 @@ def test_the_image_signal_sees_what_the_features_miss(
     assert scores(detector, [wall], "image")[0] < signal.stop_above
 
 
+def test_a_coloured_wall_ahead_at_the_end_of_a_normal_drive_is_no_stop(
+    shipped: tuple[OodDetector, OodSuite],
+) -> None:
+    """Tuning seed 11500's run 260 (`car sim eval --run 4294848465:shadow`): the car drives to the track's
+    end, a wall of one colour fills the view, and the whole frame's grey-world chroma (once a group of the
+    image signal) rose past the STOP limit. The room group sees floor and wall apart and stays below it."""
+    from car.sim_world import make_world
+
+    detector, suite = shipped
+    signal = suite.signal("image")
+    assert signal is not None
+    world = make_world(4294848465, "shadow")
+    frames = []
+    while not world.reached_end():
+        frames.append(world.render()[0])
+        world.step(0.25, 1 / 10)
+    assert len(frames) > 30
+    assert (scores(detector, frames[-30:], "image") < signal.stop_above).all()
+
+
 def test_the_stats_are_those_of_the_uint8_frame(frames: dict[str, list[np.ndarray]]) -> None:
     """Computed from the normalized network input, they are the statistics of the frame itself."""
     prep = load_bundle(DEFAULT_BUNDLE).manifest.preprocessing

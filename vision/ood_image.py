@@ -7,14 +7,18 @@ network learnt to ignore them. Cheap statistics of the frame the network sees ca
 
 | group | statistics | catches |
 | --- | --- | --- |
-| `colour` | log R/G and log B/G of the whole frame (grey world) | colour casts |
-| `room` | log R/G, log B/G, mean saturation of the bottom (floor) and top (wall) thirds | other rooms |
+| `room` | log R/G, log B/G, mean saturation of the bottom (floor) and top (wall) thirds | other rooms, colour casts |
 | `exposure` | luminance mean, median, 95th percentile, log std; log luminance of the top third | glare |
 | `sharpness` | log ratios of 1-px to 2-px and of Laplacian to 1-px difference energy | blur |
 
+The whole frame's grey-world chroma (`r_g`, `b_g`, once a group of its own) is no longer fitted: it depends on
+what fills the view, and a coloured wall filling it at the end of a normal drive passed the STOP limit (two
+normal closed-loop drives, tuning seeds 7600 and 11500), while the room group ranks colour casts as well
+(AUROC 1.00 against 0.99). Files with a `colour` group still load and use it.
+
 Each group is a Gaussian fitted on training frames (mean, shrunk inverse covariance); its Mahalanobis score
 (per dimension) is divided by its held-out 99th percentile (`scale`), and the signal's score is the largest
-of the four, so one strongly unusual group is not diluted by three usual ones. Exposure and sharpness are
+of the three, so one strongly unusual group is not diluted by the usual ones. Exposure and sharpness are
 one-sided (`SIDES`). Lens distortion (fisheye) is not caught: the cheap cues tried (detail at the border
 against the centre, curvature of the horizon) do not separate it.
 """
@@ -51,7 +55,6 @@ STATISTICS = (
     "sharp_log_e1",
 )
 GROUPS: dict[str, tuple[str, ...]] = {
-    "colour": ("r_g", "b_g"),
     "room": ("floor_r_g", "floor_b_g", "floor_sat", "top_r_g", "top_b_g", "top_sat"),
     "exposure": ("top_lum", "lum_mean", "lum_p50", "lum_p95", "lum_log_std"),
     "sharpness": ("sharp_e1_e2", "sharp_lap_e1"),
