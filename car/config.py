@@ -172,9 +172,9 @@ class PolicyConfig:
         "limit STOP with fault out_of_distribution",
     )
     ood_signals: str = _f(
-        "features",
+        "features,image",
         "which of the calibration's signals to use, comma-separated: features (the network's own), image "
-        "(colour, exposure, sharpness statistics; off by default: it stopped 1 of 100 normal drives)",
+        "(floor and wall colour, exposure, sharpness statistics)",
         choices=("features", "features,image", "image"),
     )
     ood_hold: bool = _f(

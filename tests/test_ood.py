@@ -247,13 +247,14 @@ def test_past_the_limit_the_car_stops_with_out_of_distribution(tmp_path: Path, k
     assert off.ood_stops == 0 and off.outcomes[0].ood_faults == 0
 
 
-def test_the_shipped_bundle_uses_the_feature_signal_unless_the_config_names_the_image_one() -> None:
+def test_the_shipped_bundle_uses_both_signals_unless_the_config_names_one() -> None:
     from vision.bundle import load_bundle
     from vision.ood import OodDetector, build_checked_detector, parse_signals
 
     bundle = load_bundle(Path(__file__).resolve().parents[1] / "models" / "edge-sim")
     default = build_checked_detector(bundle)
-    both = build_checked_detector(bundle, signals=parse_signals("features,image"))
-    assert isinstance(default, OodDetector) and isinstance(both, OodDetector)
-    assert [s.kind for s in default.suite.signals] == ["features"]
-    assert sorted(s.kind for s in both.suite.signals) == ["features", "image"]
+    features = build_checked_detector(bundle, signals=parse_signals("features"))
+    assert isinstance(default, OodDetector) and isinstance(features, OodDetector)
+    assert [s.kind for s in default.suite.signals] == ["features", "image"]
+    assert [s.kind for s in features.suite.signals] == ["features"]
+    assert CarConfig().policy.ood_signals == "features,image"

@@ -264,9 +264,9 @@ def ood_reading(detector: object) -> OodReading | None:
     return reading if isinstance(reading, OodReading) else None
 
 
-DEFAULT_SIGNALS = ("features",)
-"""The signals used unless the config names others (`policy.ood_signals`): the image statistics are measured
-and calibrated but not on by default (README, "Knowing what it does not know")."""
+DEFAULT_SIGNALS = ("features", "image")
+"""The signals used unless the config names others (`policy.ood_signals`): both (README, "Knowing what it
+does not know")."""
 
 
 def parse_signals(text: str) -> tuple[str, ...]:
