@@ -120,8 +120,10 @@ def test_normal_frames_are_familiar_and_unlike_ones_score_higher(
 def test_the_image_signal_sees_what_the_features_miss(
     shipped: tuple[OodDetector, OodSuite], frames: dict[str, list[np.ndarray]]
 ) -> None:
-    """Blur: most frames past the image signal's slow-down point, few normal ones. Colour casts: ranked
-    above normal frames by the image signal almost always, by the features barely.
+    """Blur: most frames past the image signal's slow-down point, few normal ones, and ranked above normal
+    frames by the image signal always, by the features no better than chance. Colour casts: ranked above
+    normal frames by the image signal almost always, and better than by the features (edge-sim-4, trained
+    on white-balance-shifted closed-loop frames, ranks them 0.75 by its features; edge-sim-3 barely did).
 
     (This cast puts about 45 % of frames past the slow-down point, 43 % on 300 frames in the README's
     table, so "most frames" was a coin toss on 16 frames and flipped with a recalibration; the ranking is
@@ -133,9 +135,16 @@ def test_the_image_signal_sees_what_the_features_miss(
     normal = scores(detector, frames["normal"], "image")
     assert np.mean(normal > signal.slow_from) <= 0.25
     assert np.mean(scores(detector, frames["blur"], "image") > signal.slow_from) >= 0.5
+    normal_features = scores(detector, frames["normal"])
+    blur_by_image = auroc(scores(detector, frames["blur"], "image"), normal)
+    blur_by_features = auroc(scores(detector, frames["blur"]), normal_features)
+    assert blur_by_image >= 0.95 and blur_by_image >= blur_by_features + 0.2, (
+        blur_by_image,
+        blur_by_features,
+    )
     by_image = auroc(scores(detector, frames["cast"], "image"), normal)
-    by_features = auroc(scores(detector, frames["cast"]), scores(detector, frames["normal"]))
-    assert by_image >= 0.9 and by_image >= by_features + 0.2, (by_image, by_features)
+    by_features = auroc(scores(detector, frames["cast"]), normal_features)
+    assert by_image >= 0.9 and by_image > by_features, (by_image, by_features)
     # a dark wall filling the view (drives end in front of one) is neither night nor blur to it
     rng = np.random.default_rng(0)
     wall = np.clip(rng.normal((28, 27, 30), 2.0, (224, 224, 3)), 0, 255).astype(np.uint8)
