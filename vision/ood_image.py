@@ -7,7 +7,7 @@ network learnt to ignore them. Cheap statistics of the frame the network sees ca
 
 | group | statistics | catches |
 | --- | --- | --- |
-| `room` | log R/G, log B/G, mean saturation of the bottom (floor) and top (wall) thirds | other rooms, colour casts |
+| `room` | log R/G, log B/G, mean saturation of the bottom (floor) and top (wall) thirds | rooms, casts |
 | `exposure` | luminance mean, median, 95th percentile, log std; log luminance of the top third | glare |
 | `sharpness` | log ratios of 1-px to 2-px and of Laplacian to 1-px difference energy | blur |
 
