@@ -22,7 +22,7 @@ ray = pytest.importorskip("ray", reason="the fleet extra (ray) is not installed"
 
 from car.cli import main  # noqa: E402
 from car.config import CarConfig, with_overrides  # noqa: E402
-from car.engines import EngineChoice  # noqa: E402
+from car.engines import EngineChoice, ray_engine  # noqa: E402
 from car.sim_collect import CollectSettings, collect  # noqa: E402
 from car.sim_eval import EvalSettings, evaluate  # noqa: E402
 from explain.fleet import adapter  # noqa: E402
@@ -38,7 +38,8 @@ AUDIT_ARGS = ["--select", "all", "--background", "sim:0@4", "--occlusion-frames"
 
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    """A local Ray instance started as `--engine ray` starts one (`car.engines.ray_engine.connect`)."""
+    ray_engine.connect(None, 2)
     yield
     ray.shutdown()
 

@@ -7,7 +7,8 @@ queued behind it). Ray Data restarts a dead actor and retries its item (`max_res
 actor_pool_map_operator.py; passing them again is deprecated); results already delivered are kept.
 Results are yielded in item order.
 
-Without `address` a local Ray instance is started (`ray.init(num_cpus=max(workers, CPUs))`, no dashboard);
+Without `address` a local Ray instance is started (`ray.init(num_cpus=max(workers, CPUs))`, no dashboard,
+workers at normal priority: `LOCAL_WORKER_NICENESS`);
 `address="auto"` joins the cluster this machine belongs to (`ray start --head` / `ray start --address`),
 `ray://HOST:10001` connects a Ray client. A Ray instance already started in this process is reused.
 """
@@ -30,6 +31,14 @@ Data actor than in a plain process). One arena gives the work the main thread's 
 the local engine."""
 
 
+LOCAL_WORKER_NICENESS = "0"
+"""Ray starts its workers at nice 15 by default. On a shared machine (a laptop, a 2-core test box with an
+evaluation running beside it) a nice-15 actor gets a few per cent of a core, and an actor restarted after a
+crash took minutes to load torch again (a hung fleet audit in the killed-worker test). The local engine's
+processes run at normal priority; so do the local Ray instance's workers (Ray reads `RAY_worker_niceness`
+from the environment its raylet inherits). A cluster that `address` joins keeps its own settings."""
+
+
 def connect(address: str | None, workers: int) -> None:
     """Start or join Ray once per process."""
     try:
@@ -42,6 +51,7 @@ def connect(address: str | None, workers: int) -> None:
         return
     common: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": True}
     if address is None:
+        os.environ.setdefault("RAY_worker_niceness", LOCAL_WORKER_NICENESS)
         ray.init(num_cpus=max(workers, os.cpu_count() or 1), **common)
     else:
         try:
