@@ -140,8 +140,10 @@ class Policy:
         scale = p.speed_scale(self.caution(probs.stop), unfamiliarity)
         if probs.stop > p.threshold:
             return self._stop(Reason.STOP_PROBABILITY, probs)
-        if self._held_unfamiliar and not self._driving and unfamiliarity > p.ood_resume_below:
-            self._go_streak = 0  # held by an out-of-distribution STOP: only familiar GO frames count
+        if self._held_unfamiliar and unfamiliarity > p.ood_resume_below:
+            # held by an out-of-distribution STOP (so stopped: driving again clears it): only familiar GO
+            # frames count
+            self._go_streak = 0
             return Decision(STOP, Reason.AWAITING_GO, probs, 0)
         if probs.stop < p.confident_go_below:
             self._go_streak += 1
