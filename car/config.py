@@ -188,6 +188,12 @@ class PolicyConfig:
         min=0.0,
         max=1.0,
     )
+    stop_memory_frames: int = _f(
+        15,
+        "after a STOP on P(STOP), drive again only once this many frames in a row stayed at or under the "
+        "threshold (0: off; 15 frames is half a second at 30 Hz)",
+        min=0,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,12 @@ Defence in depth, each part switchable in `PolicyConfig`:
   towards driving again only when it is also familiar (unfamiliarity at most `ood_resume_below`). Without
   it a car in an unfamiliar room creeps: STOP on an unfamiliar frame, GO on the next merely odd one, and a
   network that cannot see the can there drives into it in short steps.
+- *A STOP that remembers* (`stop_memory_frames`): after a STOP on P(STOP), the car drives again only once
+  that many frames in a row have stayed at or under the threshold (and the last `go_frames` of them were
+  confident). A standing car sees the same view frame after frame, so a network unsure of it answers with
+  noise: STOP, then three lucky GO frames, a creep forward, STOP again, until the can is below the camera's
+  view and only GO is left (tuning seed 13900, run 727). A frame over the threshold restarts the count; a
+  can taken away lets the car go after `stop_memory_frames` quiet frames.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class PolicyParams:
     evidence_frames: int = 0
     ood_hold: bool = False
     ood_resume_below: float = 0.0
+    stop_memory_frames: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -80,6 +87,7 @@ class PolicyParams:
             evidence_frames=config.evidence_frames,
             ood_hold=config.ood_hold,
             ood_resume_below=config.ood_resume_below,
+            stop_memory_frames=config.stop_memory_frames,
         )
 
     def speed_scale(self, caution_p: float, unfamiliarity: float) -> float:
@@ -100,7 +108,8 @@ def probabilities_fault(probs: Probabilities) -> str | None:
 
 
 class Policy:
-    """Stateful only in the GO streak, whether the car may drive, the recent P(STOP)s and the OOD hold."""
+    """Stateful in the GO streak, whether the car may drive, the recent P(STOP)s, the OOD hold and the
+    frames since the last one over the threshold."""
 
     def __init__(self, params: PolicyParams) -> None:
         self.params = params
@@ -108,6 +117,7 @@ class Policy:
         self._driving = False
         self._held_unfamiliar = False
         self._recent: deque[float] = deque(maxlen=max(params.evidence_frames, 1))
+        self._quiet = params.stop_memory_frames  # frames at or under the threshold since the last above
 
     @property
     def driving(self) -> bool:
@@ -119,6 +129,7 @@ class Policy:
         self._driving = False
         self._held_unfamiliar = False
         self._recent.clear()
+        self._quiet = self.params.stop_memory_frames
 
     def caution(self, p_stop: float) -> float:
         """This frame's P(STOP), raised to the recent frames' mean when that is higher (and counted)."""
@@ -139,7 +150,9 @@ class Policy:
         p = self.params
         scale = p.speed_scale(self.caution(probs.stop), unfamiliarity)
         if probs.stop > p.threshold:
+            self._quiet = 0
             return self._stop(Reason.STOP_PROBABILITY, probs)
+        self._quiet += 1
         if self._held_unfamiliar and unfamiliarity > p.ood_resume_below:
             # held by an out-of-distribution STOP (so stopped: driving again clears it): only familiar GO
             # frames count
@@ -147,7 +160,7 @@ class Policy:
             return Decision(STOP, Reason.AWAITING_GO, probs, 0)
         if probs.stop < p.confident_go_below:
             self._go_streak += 1
-            if self._driving or self._go_streak >= p.go_frames:
+            if self._driving or (self._go_streak >= p.go_frames and self._quiet >= p.stop_memory_frames):
                 self._driving = True
                 self._held_unfamiliar = False
                 return Decision(GO, Reason.GO_CONFIDENT, probs, self._go_streak, scale)

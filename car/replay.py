@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -129,10 +129,16 @@ class ReplayResult:
 
 
 def logged_policy_config(meta: DriveMeta) -> PolicyConfig:
+    """The policy settings the drive ran with. A log written before a setting existed drove without it:
+    `stop_memory_frames` missing from it means 0 (off), not today's default."""
     try:
-        config = config_from_mapping(json.loads(meta.config_json), "drive log config")
+        doc = json.loads(meta.config_json)
+        config = config_from_mapping(doc, "drive log config")
     except (CarError, json.JSONDecodeError) as exc:
         raise CarError(f"drive log: its stored config cannot be read ({exc}); the log is damaged") from None
+    logged = doc.get("policy") if isinstance(doc, dict) else None
+    if not isinstance(logged, dict) or "stop_memory_frames" not in logged:
+        return replace(config.policy, stop_memory_frames=0)
     return config.policy
 
 
@@ -171,7 +177,14 @@ def replay(
         threshold = (
             meta.threshold if same or policy_config.threshold is not None else bundle.manifest.threshold
         )
-        policy = Policy(PolicyParams(threshold, policy_config.go_frames, policy_config.go_margin))
+        policy = Policy(
+            PolicyParams(
+                threshold,
+                policy_config.go_frames,
+                policy_config.go_margin,
+                stop_memory_frames=policy_config.stop_memory_frames,
+            )
+        )
         frames = agree = 0
         max_diff = 0.0
         disagreements: list[Disagreement] = []

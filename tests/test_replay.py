@@ -148,3 +148,19 @@ def test_drive_log_as_a_frame_source(mixed_drive: Path, bundles: dict[str, Path]
 def test_render_video_counts_frames(mixed_drive: Path, tmp_path: Path) -> None:
     n = render_video(mixed_drive, tmp_path / "sub" / "v.mp4", fps=10)
     assert n > 0 and (tmp_path / "sub" / "v.mp4").stat().st_size > 1000
+
+
+def test_a_log_from_before_the_stop_memory_replays_without_it(mixed_drive: Path) -> None:
+    """Logs record the whole config; one written before `policy.stop_memory_frames` existed drove without
+    the memory, so replay must not apply today's default to it."""
+    import dataclasses
+
+    from car.replay import logged_policy_config
+
+    with DriveLogReader(mixed_drive) as log:
+        meta = log.meta
+    assert logged_policy_config(meta).stop_memory_frames == 15
+    doc = json.loads(meta.config_json)
+    del doc["policy"]["stop_memory_frames"]
+    old = dataclasses.replace(meta, config_json=json.dumps(doc))
+    assert logged_policy_config(old).stop_memory_frames == 0
