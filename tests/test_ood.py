@@ -257,13 +257,17 @@ def test_past_the_limit_the_car_stops_with_out_of_distribution(tmp_path: Path, k
 
 
 def test_the_shipped_bundle_uses_both_signals_unless_the_config_names_one() -> None:
+    from car.config import with_overrides
+    from car.detectors import configured_detector
     from vision.bundle import load_bundle
-    from vision.ood import OodDetector, build_checked_detector, parse_signals
+    from vision.ood import OodDetector, build_checked_detector
 
     bundle = load_bundle(Path(__file__).resolve().parents[1] / "models" / "edge-sim")
-    default = build_checked_detector(bundle)
-    features = build_checked_detector(bundle, signals=parse_signals("features"))
+    default = configured_detector(bundle, CarConfig())
+    features = configured_detector(bundle, with_overrides(CarConfig(), ["policy.ood_signals=features"]))
+    every = build_checked_detector(bundle)
     assert isinstance(default, OodDetector) and isinstance(features, OodDetector)
+    assert isinstance(every, OodDetector)
     assert [s.kind for s in default.suite.signals] == ["features", "image"]
     assert [s.kind for s in features.suite.signals] == ["features"]
-    assert CarConfig().policy.ood_signals == "features,image"
+    assert [s.kind for s in every.suite.signals] == ["features", "image"]

@@ -264,11 +264,6 @@ def ood_reading(detector: object) -> OodReading | None:
     return reading if isinstance(reading, OodReading) else None
 
 
-DEFAULT_SIGNALS = ("features", "image")
-"""The signals used unless the config names others (`policy.ood_signals`): both (README, "Knowing what it
-does not know")."""
-
-
 def parse_signals(text: str) -> tuple[str, ...]:
     """`policy.ood_signals` ("features,image"; the config checks its choices) as signal kinds."""
     return tuple(k.strip() for k in text.split(",") if k.strip())
@@ -279,12 +274,13 @@ def build_checked_detector(
     runtime: str = "fp32",
     threads: int = 1,
     ood: bool = True,
-    signals: Sequence[str] = DEFAULT_SIGNALS,
+    signals: Sequence[str] | None = None,
 ) -> Detector:
     """The bundle's detector; with `ood` and a calibrated fp32 bundle, one that also scores unfamiliarity on
-    the calibration's `signals` (those it has)."""
+    the calibration's `signals` (those it has; None: all of them). Which signals a drive uses by default is
+    the config's choice (`policy.ood_signals`), made in one place."""
     calibration = load_calibration(bundle) if ood and runtime == "fp32" else None
-    if calibration is not None:
+    if calibration is not None and signals is not None:
         kept = tuple(s for s in calibration.signals if s.kind in signals)
         calibration = OodSuite(kept) if kept else None
     if calibration is None:
