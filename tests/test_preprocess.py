@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from vision import imageio
-from vision.preprocess import Preprocessing, fit_to_input, preprocess, to_network_input
+from vision.preprocess import (
+    Preprocessing,
+    fit_to_input,
+    normalise_arithmetic,
+    preprocess,
+    to_network_input,
+)
 
 
 def test_fit_to_input_centre_crops_preserving_aspect() -> None:
@@ -27,6 +33,28 @@ def test_normalisation_matches_imagenet_formula() -> None:
     assert x.shape == (1, 3, 224, 224) and x.dtype == np.float32
     expected = [(1.0 - 0.485) / 0.229, (0.0 - 0.456) / 0.224, (128 / 255 - 0.406) / 0.225]
     np.testing.assert_allclose(x[0, :, 0, 0], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "prep",
+    [
+        Preprocessing(),
+        Preprocessing(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        Preprocessing(32, (0.1, 0.9, 0.0), (2.0, 0.01, 1.0)),
+    ],
+)
+def test_the_level_tables_are_bit_identical_to_the_arithmetic(prep: Preprocessing) -> None:
+    """Every uint8 level of every channel, and a random batch with a strided (non-contiguous) view."""
+    size = prep.input_size
+    levels = np.arange(256, dtype=np.uint8)
+    every = np.zeros((1, size, size, 3), np.uint8)
+    every.reshape(-1, 3)[:256] = levels[:, None]
+    assert np.array_equal(to_network_input(every, prep), normalise_arithmetic(every, prep))
+    rng = np.random.default_rng(7)
+    batch = rng.integers(0, 256, (5, size, 2 * size, 3), dtype=np.uint8)[:, :, ::2]
+    got = to_network_input(batch, prep)
+    assert got.flags.c_contiguous and got.dtype == np.float32 and got.shape == (5, 3, size, size)
+    assert np.array_equal(got, normalise_arithmetic(batch, prep))
 
 
 def test_channel_order_survives_disk_round_trip(tmp_path: Path) -> None:

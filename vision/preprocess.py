@@ -6,6 +6,7 @@ their numbers (input size, mean, std) come from the model bundle's manifest (`Pr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -80,11 +81,38 @@ def to_network_input(images: np.ndarray, prep: Preprocessing) -> np.ndarray:
             f"images are {images.shape[1]}×{images.shape[2]}, the network wants "
             f"{prep.input_size}×{prep.input_size}: pass them through fit_to_input first"
         )
+    tables = level_tables(tuple(prep.mean), tuple(prep.std))
+    out = np.empty((images.shape[0], 3, images.shape[1], images.shape[2]), dtype=np.float32)
+    for c in range(3):  # a uint8 index is always in range: 'clip' skips numpy's bounds-check buffering
+        np.take(tables[c], images[..., c], out=out[:, c], mode="clip")
+    return out
+
+
+def normalise_arithmetic(images: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """`to_network_input` as plain arithmetic on every pixel: the reference its level tables must equal bit
+    for bit (tests) and the speed they are measured against (bench `preprocess`). N×H×W×3 uint8 in."""
     scale = np.float32(1.0 / 255.0)
     mean = np.asarray(prep.mean, dtype=np.float32)
     inv_std = np.float32(1.0) / np.asarray(prep.std, dtype=np.float32)
     x = (images.astype(np.float32) * scale - mean) * inv_std
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+@functools.lru_cache(maxsize=16)
+def level_tables(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """3×256 float32: each channel's normalised value of every uint8 level.
+
+    `to_network_input` looks pixels up here instead of computing `(x / 255 - mean) / std` per pixel: four
+    times faster (bench `preprocess`), and bit-identical, because each table entry is that very float32
+    arithmetic, `(x * float32(1/255) - mean) * (1 / std)`, done once per level (tested on every level).
+    """
+    levels = np.arange(256, dtype=np.float32)[None, :]
+    scale = np.float32(1.0 / 255.0)
+    mean_ = np.asarray(mean, dtype=np.float32)[:, None]
+    inv_std = np.float32(1.0) / np.asarray(std, dtype=np.float32)[:, None]
+    tables = (levels * scale - mean_) * inv_std
+    tables.setflags(write=False)
+    return tables
 
 
 def preprocess(rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:
