@@ -175,3 +175,14 @@ def test_braking_takes_speed_squared_over_twice_the_deceleration() -> None:
         steps += 1
     assert world.odometer_m - start == pytest.approx(0.25**2 / (2 * 1.5), rel=1e-6)
     assert steps == math.ceil(0.25 / 1.5 * 30)
+
+
+def test_the_hard_positive_kind_is_never_drawn_by_the_default_mix() -> None:
+    """`can_before_dark` has weight 0 and comes last: the default mix draws exactly the kinds it drew
+    before, so documented evaluations (`car sim eval --seed S`) keep their runs."""
+    from vision.sim import pick_kind
+
+    assert list(SCENE_KINDS)[-1] == "can_before_dark" and SCENE_KINDS["can_before_dark"].weight == 0.0
+    before = {name: kind.weight for name, kind in SCENE_KINDS.items() if name != "can_before_dark"}
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert [pick_kind(a) for _ in range(2000)] == [pick_kind(b, before) for _ in range(2000)]

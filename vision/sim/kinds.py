@@ -14,6 +14,7 @@ JPEG quality, and a slightly different camera height and tilt. The kind then add
 | `shadow` | a cast shadow across the path (hard negative) | GO |
 | `dark_object_side` | a dark box, bin or bag beside the path (hard negative) | GO |
 | `dark_background` | dark furniture or a dark wall in the background (hard negative) | GO |
+| `can_before_dark` | the can in the path, near, in front of dark furniture (hard positive; weight 0) | STOP |
 
 Positions are drawn in the car's frame at the scene's start pose, so the label holds by construction;
 the ground truth itself is always recomputed from geometry (`vision.sim.world.ground_truth`). Between
@@ -315,10 +316,17 @@ def _empty(b: _Builder, placement: Placement) -> None:
     _clutter(b, dark_share=0.1)
 
 
-def _can_path(b: _Builder, placement: Placement) -> None:
+def _can_in_path(b: _Builder, placement: Placement) -> tuple[float, float]:
+    """The can in the path, nearer than the cutoff: its (lateral, forward surface) distance."""
     cfg, gaps, rng = b.config, placement.gaps, b.rng
     lateral = rng.uniform(-1, 1) * (cfg.half_path_m - gaps.lateral)
-    b.add_can(lateral, _ahead(placement, 0.05, cfg.stop_distance_m - gaps.distance_inside, rng))
+    forward = _ahead(placement, 0.05, cfg.stop_distance_m - gaps.distance_inside, rng)
+    b.add_can(lateral, forward)
+    return lateral, forward
+
+
+def _can_path(b: _Builder, placement: Placement) -> None:
+    _can_in_path(b, placement)
     _clutter(b, dark_share=0.1)
     _maybe_hard_negative(b, placement, 0.25)
 
@@ -381,6 +389,17 @@ def _dark_background(b: _Builder, placement: Placement) -> None:
         _furniture(b, rng.uniform(-0.8, 0.8), b.wall_forward - rng.uniform(0.3, 0.6), _dark_colour(rng))
 
 
+def _can_before_dark(b: _Builder, placement: Placement) -> None:
+    """A black can against something as dark as itself: the scene behind the closed loop's closest stops
+    (session 7, seed 14400 run 1350: P(STOP) 0.00 in front of a dark box until 3 cm from the can)."""
+    lateral, forward = _can_in_path(b, placement)
+    _clutter(b, dark_share=0.1)
+    rng = b.rng
+    for _ in range(int(rng.integers(1, 3))):  # 0.3 m or more behind the can's front, before the wall
+        behind = min(forward + rng.uniform(0.3, 0.9), b.wall_forward - 0.3)
+        _furniture(b, lateral + rng.uniform(-0.25, 0.25), behind, _dark_colour(rng))
+
+
 HARD_NEGATIVES: tuple[Callable[[_Builder, Placement], None], ...] = (
     _dark_mat_on_path,
     _shadow_on_path,
@@ -430,6 +449,8 @@ SCENE_KINDS: Mapping[str, SceneKind] = {
         SceneKind("shadow", _hard_negative(_shadow_on_path), 0.07, 0),
         SceneKind("dark_object_side", _hard_negative(_dark_object_beside), 0.07, 0),
         SceneKind("dark_background", _hard_negative(_dark_background), 0.06, 0, wall_dark_chance=0.4),
+        # last and weight 0: the default mix, and so every documented evaluation's runs, stay as they were
+        SceneKind("can_before_dark", _can_before_dark, 0.0, 1, wall_dark_chance=0.5),
     )
 }
 """Scene kinds by name: the registry `sample_scene` draws from."""
