@@ -209,3 +209,32 @@ def test_car_train_reads_several_folders_as_one_set(
     assert main(["train", str(first), str(first), "--out", str(tmp_path / "x"), "--epochs", "1"]) == 2
     assert "the same folder as" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_room_colours_repaint_the_room_and_keep_the_black_can() -> None:
+    from vision.augment import RoomColours
+
+    rng = np.random.default_rng(0)
+    room = np.zeros((32, 32, 3), np.uint8)
+    room[:16] = (200, 120, 40)  # an orange wall
+    room[16:] = (60, 140, 90)  # a green floor
+    room[12:28, 12:20] = (12, 12, 12)  # the black can
+    always = RoomColours(probability=1.0)
+    outs = [always(room, rng) for _ in range(12)]
+    assert all(o.dtype == np.uint8 and o.shape == room.shape for o in outs)
+    assert len({tuple(o[4, 4]) for o in outs}) > 6  # the wall takes many colours
+    for o in outs:  # the can stays a dark grey
+        can = o[12:28, 12:20].astype(int)
+        assert can.max() <= 16 and np.ptp(can, axis=2).max() <= 2
+    np.testing.assert_array_equal(RoomColours(probability=0.0)(room, rng), room)
+    again = RoomColours(probability=1.0)
+    np.testing.assert_array_equal(
+        again(room, np.random.default_rng(3)), again(room, np.random.default_rng(3))
+    )
+    assert (
+        training_augmentations(True, 0.5, 0.3).describe().startswith("RoomColours(probability=0.3) + Sensor")
+    )
+    with pytest.raises(ValueError, match="room colour"):
+        RoomColours(probability=1.5)
+    with pytest.raises(VisionError, match="room-augment"):
+        train_network(*coloured_frames(4, 0), TrainConfig(room_augment=-0.1, progress=False))

@@ -9,8 +9,9 @@ Randomness comes from an explicit `numpy.random.Generator`: a seed gives the sam
 
 `SensorAugment` adds camera effects (exposure, white balance, noise, motion blur, a wide-angle lens) drawn
 from the simulator's own image perturbations (`vision.sim.perturb`), so a network learns that a washed-out or
-cyan frame with a can in it is still a can. `Augmentations` chains steps (sensor first, as a camera would,
-then the published jitter).
+cyan frame with a can in it is still a can. `RoomColours` repaints the room (channel permutation, any hue), a
+black can staying black. `Augmentations` chains steps (room colours, then sensor effects, as a camera would
+see that room, then the published jitter).
 """
 
 from __future__ import annotations
@@ -123,6 +124,30 @@ class SensorAugment:
         return rgb
 
 
+@dataclass(frozen=True, slots=True)
+class RoomColours:
+    """With `probability`, the room in other colours: the RGB channels permuted, then the hue turned by any
+    amount. A black can stays black (grey has no hue, and a permutation keeps it grey), so the label holds;
+    every coloured floor, wall and piece of furniture becomes one the training world never had. Meant for a
+    network that must see the can in rooms it was not trained in; `car sim eval --domain shifted` measures
+    that, and is never trained on."""
+
+    probability: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"room colour augmentation probability {self.probability}: must lie in 0..1")
+
+    def describe(self) -> str:
+        return f"RoomColours(probability={self.probability})"
+
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= self.probability:
+            return rgb
+        permuted = np.ascontiguousarray(rgb[:, :, rng.permutation(3)]).astype(np.float32)
+        return np.round(_hue(permuted, float(rng.uniform(-0.5, 0.5)))).astype(np.uint8)
+
+
 class Augmentation(Protocol):
     def describe(self) -> str: ...
 
@@ -150,10 +175,12 @@ class Augmentations:
         return np.stack(out)
 
 
-def training_augmentations(published: bool, sensor: float) -> Augmentations:
-    """The training recipe's steps: camera effects with probability `sensor` (0: none), then, if
-    `published`, the published ColorJitter."""
-    steps: list[Augmentation] = [SensorAugment(probability=sensor)] if sensor > 0 else []
+def training_augmentations(published: bool, sensor: float, room: float = 0.0) -> Augmentations:
+    """The training recipe's steps: other room colours with probability `room` (0: none), camera effects
+    with probability `sensor` (0: none), then, if `published`, the published ColorJitter."""
+    steps: list[Augmentation] = [RoomColours(probability=room)] if room > 0 else []
+    if sensor > 0:
+        steps.append(SensorAugment(probability=sensor))
     if published:
         steps.append(ColorJitter())
     return Augmentations(tuple(steps))

@@ -40,6 +40,8 @@ class TrainConfig:
     augment: bool = True
     sensor_augment: float = 0.0
     """Share of training images given random camera effects (`vision.augment.SensorAugment`); 0: none."""
+    room_augment: float = 0.0
+    """Share of training images repainted in other room colours (`vision.augment.RoomColours`); 0: none."""
     threads: int | None = None
     progress: bool = True
     init: str | None = None
@@ -58,6 +60,8 @@ class TrainConfig:
             raise VisionError(f"--lr {self.learning_rate}: must be positive")
         if not 0.0 <= self.sensor_augment <= 1.0:
             raise VisionError(f"--sensor-augment {self.sensor_augment}: must lie in 0..1 (a share of images)")
+        if not 0.0 <= self.room_augment <= 1.0:
+            raise VisionError(f"--room-augment {self.room_augment}: must lie in 0..1 (a share of images)")
         if self.freeze is not None and self.init is None:
             raise VisionError(f"--freeze {self.freeze}: needs --init (frozen random weights learn nothing)")
 
@@ -197,7 +201,7 @@ def train_network(
     split = split_indices(len(images), config.val_fraction, config.seed)
     shuffle_rng = np.random.default_rng([config.seed, 1])
     augment_rng = np.random.default_rng([config.seed, 2])
-    augment = training_augmentations(config.augment, config.sensor_augment)
+    augment = training_augmentations(config.augment, config.sensor_augment, config.room_augment)
     optimiser = torch.optim.Adam(
         [p for p in network.parameters() if p.requires_grad], lr=config.learning_rate
     )
@@ -298,7 +302,9 @@ def train_to_bundle(
         n_val=len(result.split.val),
         seed=config.seed,
         epochs=config.epochs,
-        augmentation=training_augmentations(config.augment, config.sensor_augment).describe(),
+        augmentation=training_augmentations(
+            config.augment, config.sensor_augment, config.room_augment
+        ).describe(),
         command=command,
     )
     best = result.best

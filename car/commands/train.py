@@ -51,6 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of training images given random camera effects (exposure, white balance, noise, "
         "motion blur, wide-angle lens), before ColorJitter (default 0: as published)",
     )
+    parser.add_argument(
+        "--room-augment",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of training images repainted in other room colours (channels permuted, any hue; the "
+        "black can stays black), before the camera effects (default 0)",
+    )
     parser.add_argument("--json", action="store_true", help="print the epoch history and metrics as JSON")
     add_transfer_arguments(parser)
 
@@ -130,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         augment=not args.no_augment,
         sensor_augment=getattr(args, "sensor_augment", 0.0),
+        room_augment=getattr(args, "room_augment", 0.0),
         threads=args.threads,
         progress=not args.json,
         init=getattr(args, "init", None),
