@@ -144,7 +144,7 @@ class RoomColours:
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() >= self.probability:
             return rgb
-        permuted = np.ascontiguousarray(rgb[:, :, rng.permutation(3)]).astype(np.float32)
+        permuted = rgb[:, :, rng.permutation(3)].astype(np.float32)
         return np.round(_hue(permuted, float(rng.uniform(-0.5, 0.5)))).astype(np.uint8)
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vision.augment import training_augmentations
+from vision.augment import Augmentations, training_augmentations
 from vision.bundle import BundleMetrics, ModelBundle, TrainingDataSummary
 from vision.errors import VisionError
 from vision.labels import STOP
@@ -58,12 +58,15 @@ class TrainConfig:
             raise VisionError(f"val_fraction={self.val_fraction}: must lie strictly between 0 and 1")
         if not self.learning_rate > 0:
             raise VisionError(f"--lr {self.learning_rate}: must be positive")
-        if not 0.0 <= self.sensor_augment <= 1.0:
-            raise VisionError(f"--sensor-augment {self.sensor_augment}: must lie in 0..1 (a share of images)")
-        if not 0.0 <= self.room_augment <= 1.0:
-            raise VisionError(f"--room-augment {self.room_augment}: must lie in 0..1 (a share of images)")
+        for flag, share in (("--sensor-augment", self.sensor_augment), ("--room-augment", self.room_augment)):
+            if not 0.0 <= share <= 1.0:
+                raise VisionError(f"{flag} {share}: must lie in 0..1 (a share of images)")
         if self.freeze is not None and self.init is None:
             raise VisionError(f"--freeze {self.freeze}: needs --init (frozen random weights learn nothing)")
+
+    def augmentations(self) -> Augmentations:
+        """The augmentation steps these settings train with (the manifest records their description)."""
+        return training_augmentations(self.augment, self.sensor_augment, self.room_augment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +204,7 @@ def train_network(
     split = split_indices(len(images), config.val_fraction, config.seed)
     shuffle_rng = np.random.default_rng([config.seed, 1])
     augment_rng = np.random.default_rng([config.seed, 2])
-    augment = training_augmentations(config.augment, config.sensor_augment, config.room_augment)
+    augment = config.augmentations()
     optimiser = torch.optim.Adam(
         [p for p in network.parameters() if p.requires_grad], lr=config.learning_rate
     )
@@ -302,9 +305,7 @@ def train_to_bundle(
         n_val=len(result.split.val),
         seed=config.seed,
         epochs=config.epochs,
-        augmentation=training_augmentations(
-            config.augment, config.sensor_augment, config.room_augment
-        ).describe(),
+        augmentation=config.augmentations().describe(),
         command=command,
     )
     best = result.best
