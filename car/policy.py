@@ -157,14 +157,15 @@ class Policy:
             # held by an out-of-distribution STOP (so stopped: driving again clears it): only familiar GO
             # frames count
             self._go_streak = 0
-            return Decision(STOP, Reason.AWAITING_GO, probs, 0)
+            return Decision(STOP, Reason.HELD_UNFAMILIAR, probs, 0)
         if probs.stop < p.confident_go_below:
             self._go_streak += 1
             if self._driving or (self._go_streak >= p.go_frames and self._quiet >= p.stop_memory_frames):
                 self._driving = True
                 self._held_unfamiliar = False
                 return Decision(GO, Reason.GO_CONFIDENT, probs, self._go_streak, scale)
-            return Decision(STOP, Reason.AWAITING_GO, probs, self._go_streak)
+            waiting = Reason.STOP_MEMORY if self._go_streak >= p.go_frames else Reason.AWAITING_GO
+            return Decision(STOP, waiting, probs, self._go_streak)
         # Below the threshold but not confidently: keep driving if driving, keep waiting if stopped.
         self._go_streak = 0
         if self._driving:

@@ -48,6 +48,8 @@ class Reason(StrEnum):
     GO_CONFIDENT = "go_confident"  # enough consecutive confident GO frames
     GO_HOLD = "go_hold"  # already driving; P(STOP) below threshold but not confidently low
     AWAITING_GO = "awaiting_go"  # stopped; counting confident GO frames (hysteresis)
+    STOP_MEMORY = "stop_memory"  # stopped; GO frames counted, too few quiet ones since the last STOP
+    HELD_UNFAMILIAR = "held_unfamiliar"  # stopped on out_of_distribution; waiting for familiar frames
     FAULT = "fault"  # see the record's faults
     SHUTDOWN = "shutdown"  # the drive ended (duration, end of stream, signal): the final STOP
     MANUAL = "manual"  # teleop: the operator's GO/STOP (the network ran in shadow)

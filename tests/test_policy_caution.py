@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from car.config import PolicyConfig
 from car.policy import Policy, PolicyParams
-from car.types import Fault, FaultKind, Probabilities
+from car.types import Fault, FaultKind, Probabilities, Reason
 from vision.labels import GO, STOP
 
 CAUTIOUS = PolicyParams.from_config(
@@ -69,8 +69,9 @@ HOLDING = PolicyParams.from_config(PolicyConfig(), 0.5)
 def test_after_an_out_of_distribution_stop_only_familiar_go_frames_count() -> None:
     policy = driving(HOLDING)
     assert policy.decide(p(0.0), ood_fault(), unfamiliarity=1.0).label == STOP
-    # confident GO frames that are still unfamiliar keep it stopped, however many
-    assert [policy.decide(p(0.0), unfamiliarity=0.3).label for _ in range(10)] == [STOP] * 10
+    # confident GO frames that are still unfamiliar keep it stopped, however many, and the log says why
+    held = [policy.decide(p(0.0), unfamiliarity=0.3) for _ in range(10)]
+    assert [(d.label, d.reason) for d in held] == [(STOP, Reason.HELD_UNFAMILIAR)] * 10
     # an unfamiliar frame in the middle restarts the count
     labels = [policy.decide(p(0.0), unfamiliarity=u).label for u in (0.0, 0.0, 0.2, 0.0, 0.0, 0.0)]
     assert labels == [STOP] * 5 + [GO]
@@ -106,8 +107,11 @@ def test_a_standing_car_is_not_moved_by_a_few_lucky_go_frames() -> None:
     noisy = [0.24, 0.43, 0.28, 0.53, 0.14, 0.17, 0.32, 0.56, 0.45, 0.33, 0.10, 0.08, 0.3, 0.55] * 4
     assert {policy.decide(p(x)).label for x in noisy} == {STOP}
     # the can taken away: the car drives on the 15th frame in a row under the threshold
-    labels = [policy.decide(p(0.02)).label for _ in range(15)]
-    assert labels == [STOP] * 14 + [GO]
+    decisions = [policy.decide(p(0.02)) for _ in range(15)]
+    assert [d.label for d in decisions] == [STOP] * 14 + [GO]
+    # the first two wait for GO frames as ever; after that the memory is what holds the car, and says so
+    reasons = [d.reason for d in decisions]
+    assert reasons == [Reason.AWAITING_GO] * 2 + [Reason.STOP_MEMORY] * 12 + [Reason.GO_CONFIDENT]
 
 
 def test_the_memory_spares_the_start_and_stops_for_faults() -> None:
