@@ -83,6 +83,18 @@ def test_shipped_model_short_closed_loop_evaluation() -> None:
     assert by_kind["dark_mat"].outcome == by_kind["can_side"].outcome == "reached_end"
 
 
+@pytest.mark.skipif(
+    not (DEFAULT_BUNDLE / "manifest.json").exists(), reason="the shipped bundle is not built yet"
+)
+def test_shipped_model_stops_for_a_can_in_front_of_dark_furniture(capsys: pytest.CaptureFixture[str]) -> None:
+    """The hard positive that `edge-sim-3` drove into (seed 5, run 3 of `--kinds can_before_dark`: P(STOP) near 0
+    until the can left the view); the shipped model was trained on closed-loop frames of the kind (other seeds)."""
+    assert run_command(["--run", "727168946:can_before_dark", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["outcome"] == "stopped_for_can", run
+    assert 0.30 <= run["stop_distance_m"] <= 0.45
+
+
 def test_save_failures_writes_ordinary_drive_logs_and_run_repeats_one_run(
     bundles: dict[str, Path],  # noqa: F811
     tmp_path: Path,
