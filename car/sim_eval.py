@@ -72,6 +72,7 @@ class RunOutcome:
     faults: int
     ood_faults: int = 0  # ticks with an out_of_distribution fault
     ood_stop: bool = False  # the car came to rest held by an out_of_distribution STOP (since it last drove)
+    obstacle_ahead_m: float | None = None  # furniture or wall across the car's width when it came to rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ class EvalReport:
     stop_distance_min: float | None
     stop_distance_p95: float | None
     false_stop_rate: float
+    false_stops_at_obstacles: int  # false stops with something solid ahead within false_stop_beyond_m
     ood_stops: int
     perturbations: list[str]
     domain: str
@@ -311,6 +313,7 @@ def simulate_spec(
         faults=watch.faults,
         ood_faults=watch.ood_faults,
         ood_stop=ended in ("false_stop", "stopped_for_can") and watch.ood_since_driving,
+        obstacle_ahead_m=world.obstacle_ahead() if ended in ("false_stop", "stopped_for_can") else None,
     )
 
 
@@ -355,6 +358,12 @@ def summarise(
         stop_distance_min=min(distances) if distances else None,
         stop_distance_p95=_percentile(distances, 95),
         false_stop_rate=counts["false_stop"] / n if n else 0.0,
+        false_stops_at_obstacles=sum(
+            o.outcome == "false_stop"
+            and o.obstacle_ahead_m is not None
+            and o.obstacle_ahead_m <= settings.false_stop_beyond_m
+            for o in outcomes
+        ),
         ood_stops=sum(o.ood_stop for o in outcomes),
         perturbations=list(settings.perturbations),
         domain=settings.world.domain,
@@ -513,7 +522,8 @@ def format_report(r: EvalReport) -> str:
         f"closed-loop evaluation of {r.bundle}: {r.runs} runs, {r.frames} frames, "
         f"{r.sim_seconds:.0f} s simulated in {r.wall_seconds:.0f} s",
         f"  collisions      {r.collisions}",
-        f"  false stops     {r.false_stops} ({100 * r.false_stop_rate:.1f} %)",
+        f"  false stops     {r.false_stops} ({100 * r.false_stop_rate:.1f} %; "
+        f"{r.false_stops_at_obstacles} of them with furniture or a wall in the path)",
         f"  stopped for can {r.stopped_for_can}, reached the end {r.reached_end}, timeouts {r.timeouts}",
         f"  stopping distance p10 {_m(r.stop_distance_p10)}, p50 {_m(r.stop_distance_p50)}, "
         f"p90 {_m(r.stop_distance_p90)}, p95 {_m(r.stop_distance_p95)}, min {_m(r.stop_distance_min)}",

@@ -186,3 +186,34 @@ def test_the_hard_positive_kind_is_never_drawn_by_the_default_mix() -> None:
     before = {name: kind.weight for name, kind in SCENE_KINDS.items() if name != "can_before_dark"}
     a, b = np.random.default_rng(3), np.random.default_rng(3)
     assert [pick_kind(a) for _ in range(2000)] == [pick_kind(b, before) for _ in range(2000)]
+
+
+def test_obstacle_ahead_measures_furniture_and_the_wall_across_the_car_width() -> None:
+    from dataclasses import replace
+
+    from vision.sim.scene import Box
+
+    empty = replace(_scene("empty", 3), boxes=(), start=CarPose())
+    wall = empty.wall.z
+    assert World(CONFIG, empty).obstacle_ahead() == pytest.approx(wall)
+    grey = (0.5, 0.5, 0.5)
+    half = CONFIG.car_width_m / 2
+    ahead = Box(0.0, 1.2, 0.4, 0.2, 0.5, grey)  # its near face 1.1 m ahead
+    beside = Box(half + 0.25, 0.5, 0.4, 0.2, 0.5, grey)  # its near edge 0.05 m right of the car's side
+    table_top = Box(0.0, 0.4, 0.8, 0.6, 0.03, grey, base_y=0.7)  # above the car
+    world = World(CONFIG, replace(empty, boxes=(beside, table_top, ahead)))
+    assert world.obstacle_ahead() == pytest.approx(1.1)
+    # a box turned 45°, a corner pointing at the car: that corner is the nearest point
+    diamond = Box(0.0, 1.0, 0.2, 0.2, 0.5, grey, yaw=math.pi / 4)
+    corner = 1.0 - 0.1 * math.sqrt(2)
+    assert World(CONFIG, replace(empty, boxes=(diamond,))).obstacle_ahead() == pytest.approx(corner)
+    off_centre = Box(half + 0.1 * math.sqrt(2) - 0.02, 1.0, 0.2, 0.2, 0.5, grey, yaw=math.pi / 4)
+    # the same box moved right until only its side corner reaches 0.02 m into the car's width: the nearest
+    # point within the width is where its front edge crosses the car's side, 0.02 m before that corner
+    assert World(CONFIG, replace(empty, boxes=(off_centre,))).obstacle_ahead() == pytest.approx(0.98)
+    # driving into a box (no collision is modelled with furniture) reads 0; past it, the wall again
+    world = World(CONFIG, replace(empty, boxes=(ahead,)))
+    world.step(0.2, 6.0)
+    assert world.odometer_m > 1.1 and world.obstacle_ahead() == 0.0
+    world.step(0.2, 2.0)
+    assert world.obstacle_ahead() == pytest.approx(wall - world.odometer_m)

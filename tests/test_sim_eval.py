@@ -39,6 +39,9 @@ def test_always_stop_is_a_false_stop_and_runs_are_deterministic(bundles: dict[st
     settings = EvalSettings(runs=3, seed=5, kinds=("empty", "dark_mat"))
     first = evaluate(settings, config_for(bundles["always_stop"]))
     assert first.false_stops == 3 and first.collisions == 0 and first.false_stop_rate == 1.0
+    # standing at the start, the wall (at least a metre beyond the track) is what lies ahead
+    assert all(o.obstacle_ahead_m is not None and o.obstacle_ahead_m > 1.0 for o in first.outcomes)
+    assert first.false_stops_at_obstacles == 0
     again = evaluate(settings, config_for(bundles["always_stop"]))
     assert again.outcomes == first.outcomes
 
@@ -54,7 +57,7 @@ def test_command_json_keys(bundles: dict[str, Path], capsys: pytest.CaptureFixtu
     model = str(bundles["always_stop"])
     assert run_command(["--runs", "1", "--kinds", "empty", "--model", model, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert {"runs", "collisions", "false_stops", "stop_distance_p50"} <= set(doc)
+    assert {"runs", "collisions", "false_stops", "stop_distance_p50", "false_stops_at_obstacles"} <= set(doc)
     assert doc["runs"] == 1 and doc["false_stops"] == 1
     with pytest.raises(CarError, match="no_such_kind"):
         run_command(["--runs", "1", "--kinds", "no_such_kind", "--model", model])
@@ -87,8 +90,8 @@ def test_shipped_model_short_closed_loop_evaluation() -> None:
     not (DEFAULT_BUNDLE / "manifest.json").exists(), reason="the shipped bundle is not built yet"
 )
 def test_shipped_model_stops_for_a_can_in_front_of_dark_furniture(capsys: pytest.CaptureFixture[str]) -> None:
-    """The hard positive that `edge-sim-3` drove into (seed 5, run 3 of `--kinds can_before_dark`: P(STOP) near 0
-    until the can left the view); the shipped model was trained on closed-loop frames of the kind (other seeds)."""
+    """The hard positive `edge-sim-3` drove into (seed 5, run 3 of `--kinds can_before_dark`: P(STOP) near 0
+    until the can left the view); the shipped model trained on closed-loop frames of the kind, other seeds."""
     assert run_command(["--run", "727168946:can_before_dark", "--json"]) == 0
     run = json.loads(capsys.readouterr().out)
     assert run["outcome"] == "stopped_for_can", run

@@ -15,7 +15,7 @@ from vision.frame import Frame, GroundTruth
 from vision.labels import GO, STOP
 from vision.sim.config import WorldConfig
 from vision.sim.render import renderer_for
-from vision.sim.scene import CarPose, Cylinder, Scene
+from vision.sim.scene import Box, CarPose, Cylinder, Scene
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +126,41 @@ class World:
         """Forward distance from the car's front to the can's near surface, or None without a can."""
         geometry = can_geometry(self.pose, self.scene.can)
         return None if geometry is None else geometry.distance_m
+
+    def obstacle_ahead(self) -> float | None:
+        """Forward distance from the car's front to the nearest furniture or wall across the car's width, or
+        None when nothing stands in front of it.
+
+        Only the can stops the simulated car (it drives through furniture: no other collision is modelled);
+        this says whether a stop that the evaluation counts as false had something solid in front of it."""
+        half = self.config.car_width_m / 2
+        nearest = [f for box in self.scene.boxes if (f := self._box_ahead(box, half)) is not None]
+        heading = math.cos(self.pose.yaw)
+        if heading > 0 and self.scene.wall.z > self.pose.z:
+            nearest.append((self.scene.wall.z - self.pose.z) / heading)  # along the heading to its line
+        return min(nearest) if nearest else None
+
+    def _box_ahead(self, box: Box, half: float) -> float | None:
+        """How far ahead the part of a box's footprint within the car's width begins (0 when the car's front
+        is inside it), or None when none of it is ahead within that width or it stands above the car."""
+        if box.base_y >= self.scene.camera_height_m:
+            return None  # a table top: the car passes under it
+        c, s = math.cos(box.yaw), math.sin(box.yaw)
+        hw, hd = box.width / 2, box.depth / 2
+        corners = [
+            self.pose.to_car(box.x + u * c + v * s, box.z - u * s + v * c)
+            for u, v in ((-hw, -hd), (hw, -hd), (hw, hd), (-hw, hd))
+        ]
+        # the footprint clipped to the strip |lateral| <= half: its corners inside the strip and its edges'
+        # crossings of the strip's two sides hold the clipped polygon's nearest point
+        ahead = [f for lat, f in corners if abs(lat) <= half]
+        for (la, fa), (lb, fb) in zip(corners, corners[1:] + corners[:1], strict=True):
+            for side in (-half, half):
+                if (la - side) * (lb - side) < 0:
+                    ahead.append(fa + (fb - fa) * (side - la) / (lb - la))
+        if not ahead or max(ahead) <= 0:
+            return None
+        return max(min(ahead), 0.0)
 
     def truth(self) -> GroundTruth:
         """The ground truth of the current pose, without rendering (no mask)."""
