@@ -211,6 +211,13 @@ def test_obstacle_ahead_measures_furniture_and_the_wall_across_the_car_width() -
     # the same box moved right until only its side corner reaches 0.02 m into the car's width: the nearest
     # point within the width is where its front edge crosses the car's side, 0.02 m before that corner
     assert World(CONFIG, replace(empty, boxes=(off_centre,))).obstacle_ahead() == pytest.approx(0.98)
+    # a bin (not the can) counts too: one straddling the car's side begins where its rim crosses that side
+    from vision.sim.scene import Cylinder
+
+    bin_ = Cylinder(half + 0.06, 0.8, 0.1, 0.4, grey)
+    assert World(CONFIG, replace(empty, cylinders=(bin_,))).obstacle_ahead() == pytest.approx(0.8 - 0.08)
+    aside = Cylinder(half + 0.11, 0.8, 0.1, 0.4, grey)
+    assert World(CONFIG, replace(empty, cylinders=(aside,))).obstacle_ahead() == pytest.approx(wall)
     # driving into a box (no collision is modelled with furniture) reads 0; past it, the wall again
     world = World(CONFIG, replace(empty, boxes=(ahead,)))
     world.step(0.2, 6.0)

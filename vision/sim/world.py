@@ -135,10 +135,19 @@ class World:
         this says whether a stop that the evaluation counts as false had something solid in front of it."""
         half = self.config.car_width_m / 2
         nearest = [f for box in self.scene.boxes if (f := self._box_ahead(box, half)) is not None]
+        nearest += [f for bin_ in self.scene.cylinders if (f := self._cylinder_ahead(bin_, half)) is not None]
         heading = math.cos(self.pose.yaw)
         if heading > 0 and self.scene.wall.z > self.pose.z:
             nearest.append((self.scene.wall.z - self.pose.z) / heading)  # along the heading to its line
         return min(nearest) if nearest else None
+
+    def _cylinder_ahead(self, cylinder: Cylinder, half: float) -> float | None:
+        """How far ahead a bin or pot (not the can) begins within the car's width, or None."""
+        lateral, forward = self.pose.to_car(cylinder.x, cylinder.z)
+        reach = min(max(abs(lateral) - half, 0.0), cylinder.radius)  # nearest point of the strip to its axis
+        if abs(lateral) - half >= cylinder.radius or forward + cylinder.radius <= 0:
+            return None
+        return max(forward - math.sqrt(cylinder.radius**2 - reach**2), 0.0)
 
     def _box_ahead(self, box: Box, half: float) -> float | None:
         """How far ahead the part of a box's footprint within the car's width begins (0 when the car's front
