@@ -116,6 +116,9 @@ def test_cli_json_video_and_log_commands(
     info = json.loads(capsys.readouterr().out)
     assert info["frames"] == doc["frames"] and info["ended_cleanly"] is True
     assert info["ground_truth"] == {"GO": doc["frames"]}
+    # why the policy decided what it did, counted per reason: as many as there were decisions
+    assert sum(info["reasons"].values()) == sum(info["decisions"].values())
+    assert "go_confident" in info["reasons"]
 
     out = tmp_path / "frames"
     assert main(["log", "export", str(mixed_drive), "--frames", str(out)]) == 0

@@ -29,6 +29,7 @@ def log_info(path: Path) -> dict[str, object]:
     with DriveLogReader(path) as log:
         meta = log.meta
         decisions: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
         faults: Counter[str] = Counter()
         truth: Counter[str] = Counter()
         frames = 0
@@ -36,6 +37,7 @@ def log_info(path: Path) -> dict[str, object]:
         t_first = t_last = None
         for r in log.records(images=False):
             decisions[r.decision.label_name] += 1
+            reasons[r.decision.reason.value] += 1
             faults.update(f.kind.value for f in r.faults)
             frames += r.frame_seq is not None
             if r.truth is not None:
@@ -63,6 +65,7 @@ def log_info(path: Path) -> dict[str, object]:
             "frames": frames,
             "duration_s": None if t_first is None or t_last is None else t_last - t_first,
             "decisions": dict(decisions),
+            "reasons": dict(reasons.most_common()),
             "faults": dict(faults),
             "ground_truth": dict(truth),
             "latency_p50_ms": pct(0.5),
