@@ -434,19 +434,20 @@ def map_runs(
     progress: bool = False,
     *,
     engine: engines.EngineChoice = engines.EngineChoice(),  # noqa: B008  (frozen)
+    first: int = 0,
 ) -> Iterator[_T]:
-    """`task(index, context)` for runs 0..settings.runs-1, results in run order whatever `jobs` is.
+    """`task(index, context)` for runs first..settings.runs-1, results in run order whatever `jobs` is.
 
     With jobs > 1 each worker (a process of the local pool, or a Ray actor with `--engine ray`) loads the
     bundle once and runs whole runs (a run is deterministic for its index, so the results do not depend on
     how runs are spread over workers).
     """
     check_kinds(settings.kinds)
-    bar = _progress(settings.runs, progress)
+    bar = _progress(settings.runs - first, progress)
     setup, work = partial(RunContext.load, settings, config), engines.item_first(task)
     try:
         for result in engines.map_items(
-            engine, setup, work, range(settings.runs), engines.EngineOptions(jobs)
+            engine, setup, work, range(first, settings.runs), engines.EngineOptions(jobs)
         ):
             yield result
             bar.update(1)
@@ -462,17 +463,35 @@ def evaluate(
     *,
     on_outcome: Callable[[RunOutcome], None] | None = None,
     engine: engines.EngineChoice = engines.EngineChoice(),  # noqa: B008  (frozen)
+    done: Sequence[RunOutcome] = (),
 ) -> EvalReport:
-    """All runs of `settings`; `on_outcome` sees each as it finishes (in run order)."""
+    """All runs of `settings`; `on_outcome` sees each as it finishes (in run order). `done`: the outcomes of
+    runs 0..len(done)-1 from an earlier, interrupted evaluation of the same settings (see `check_resumable`);
+    only the rest are run, and the report covers all."""
     check_kinds(settings.kinds)
     bundle = load_bundle(resolve_path(config.model.bundle))
     t0 = time.monotonic()
-    outcomes = []
-    for outcome in map_runs(_outcome_of, settings, config, jobs, progress, engine=engine):
+    outcomes = list(done)
+    runs = map_runs(_outcome_of, settings, config, jobs, progress, engine=engine, first=len(done))
+    for outcome in runs:
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
     return summarise(outcomes, bundle.manifest.name, time.monotonic() - t0, settings)
+
+
+def check_resumable(done: Sequence[RunOutcome], settings: EvalSettings, source: str) -> None:
+    """The runs of an earlier evaluation are runs 0..n-1 of these settings (same seed and kinds), else a
+    CarError. The file does not record the model, config, domain or perturbations: the user repeats them."""
+    if len(done) > settings.runs:
+        raise CarError(f"{source}: already holds {len(done)} runs; --runs {settings.runs} asks for fewer")
+    for index, outcome in enumerate(done):
+        spec = RunSpec.of(settings, index)
+        if (outcome.run, outcome.seed, outcome.kind) != (spec.index, spec.seed, spec.kind):
+            raise CarError(
+                f"{source}: run {index} there is {outcome.seed}:{outcome.kind} (run {outcome.run}), "
+                f"not {spec.seed}:{spec.kind}; resume with the --seed and --kinds it was started with"
+            )
 
 
 def save_failures(

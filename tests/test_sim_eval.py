@@ -132,3 +132,39 @@ def test_save_failures_writes_ordinary_drive_logs_and_run_repeats_one_run(
     assert json.loads(capsys.readouterr().out)["outcome"] == "false_stop"
     with DriveLogReader(logs[0]) as a, DriveLogReader(again) as b:
         assert [r.decision.label for r in a.records()] == [r.decision.label for r in b.records()]
+
+
+def test_resume_goes_on_with_an_evaluation_stopped_early(
+    bundles: dict[str, Path],  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = str(bundles["always_stop"])
+    base = ["--seed", "7", "--kinds", "empty,dark_mat", "--model", model, "--json"]
+    whole, part = tmp_path / "whole.jsonl", tmp_path / "part.jsonl"
+    assert run_command(["--runs", "4", *base, "--runs-out", str(whole)]) == 0
+    whole_doc = json.loads(capsys.readouterr().out)
+    assert run_command(["--runs", "2", *base, "--runs-out", str(part)]) == 0
+    capsys.readouterr()
+    assert run_command(["--runs", "4", *base, "--runs-out", str(part), "--resume"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    # the same four runs, in order, whether run at once or in two goes; the report covers all four
+    assert part.read_text() == whole.read_text()
+    assert resumed["runs"] == 4 and resumed["by_kind"] == whole_doc["by_kind"]
+    # nothing left to run: the file stays as it is
+    assert run_command(["--runs", "4", *base, "--runs-out", str(part), "--resume"]) == 0
+    capsys.readouterr()
+    assert part.read_text() == whole.read_text()
+
+    other_seed = ["--runs", "4", "--seed", "8", "--kinds", "empty,dark_mat", "--model", model]
+    with pytest.raises(CarError, match="resume with the --seed and --kinds it was started with"):
+        run_command([*other_seed, "--runs-out", str(part), "--resume"])
+    with pytest.raises(CarError, match="already holds 4 runs"):
+        run_command(["--runs", "3", *base, "--runs-out", str(part), "--resume"])
+    with pytest.raises(CarError, match="--resume needs --runs-out"):
+        run_command(["--runs", "4", *base, "--resume"])
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(whole.read_text()[:-20])
+    with pytest.raises(CarError, match="cut short"):
+        run_command(["--runs", "4", *base, "--runs-out", str(cut), "--resume"])
+    assert cut.read_text() == whole.read_text()[:-20]  # an error never touches the file

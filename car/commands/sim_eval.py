@@ -6,6 +6,8 @@
 - `--save-failures DIR`: each collision, false stop and timeout as an ordinary drive log in DIR, named by
   outcome, run number, seed and kind (`car log info`, `car replay`, `car explain` read them).
 - `--run SEED:KIND`: one run exactly as it ran inside an evaluation (`--log FILE` keeps its drive log).
+- `--resume` (with `--runs-out FILE`): go on with an evaluation stopped early: the runs already in FILE are
+  kept, the rest are run and appended, and the report covers all.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from car.errors import CarError
 from vision.sim import SCENE_KINDS, WorldConfig
 
 if TYPE_CHECKING:
-    from car.sim_eval import EvalSettings
+    from car.sim_eval import EvalSettings, RunOutcome
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-out", type=Path, default=None, help="write every run's outcome as JSON lines")
     parser.add_argument(
         "--save-failures", type=Path, default=None, metavar="DIR", help="a drive log per failing run"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --runs-out: keep the runs already in that file and run only the rest (same options)",
     )
     parser.add_argument("--run", default=None, metavar="SEED:KIND", help="repeat one run exactly")
     parser.add_argument("--log", type=Path, default=None, help="with --run: write its drive log here")
@@ -91,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_one(args, settings, config)
     if args.from_runs is not None:
         return _summarise_file(args, settings)
-    stream: TextIO | None = None if args.runs_out is None else args.runs_out.open("w")
+    done = _resumed_runs(args, settings)
+    stream: TextIO | None = None if args.runs_out is None else args.runs_out.open("a" if done else "w")
     try:
         report = evaluate(
             settings,
@@ -100,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.json,
             on_outcome=None if stream is None else lambda o: _write_line(stream, asdict(o)),
             engine=engines.engine_from_args(args),
+            done=done,
         )
     finally:
         if stream is not None:
@@ -121,14 +130,41 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summarise_file(args: argparse.Namespace, settings: EvalSettings) -> int:
-    from car.sim_eval import RunOutcome, format_report, summarise
+def _read_runs(path: Path, option: str) -> list[RunOutcome]:
+    from car.sim_eval import RunOutcome
 
     try:
-        lines = args.from_runs.read_text().splitlines()
-        outcomes = [RunOutcome(**json.loads(line)) for line in lines if line.strip()]
+        lines = path.read_text().splitlines()
+        return [RunOutcome(**json.loads(line)) for line in lines if line.strip()]
     except (OSError, ValueError, TypeError) as exc:
-        raise CarError(f"--from-runs {args.from_runs}: not a --runs-out file ({exc})") from None
+        raise CarError(f"{option} {path}: not a --runs-out file ({exc})") from None
+
+
+def _resumed_runs(args: argparse.Namespace, settings: EvalSettings) -> list[RunOutcome]:
+    """With --resume, the finished runs in --runs-out (checked against the settings); else none."""
+    from car.sim_eval import check_resumable
+
+    if not args.resume:
+        return []
+    if args.runs_out is None:
+        raise CarError("--resume needs --runs-out FILE: the file of the evaluation to go on with")
+    if not args.runs_out.exists():
+        return []
+    text = args.runs_out.read_text()
+    if text and not text.endswith("\n"):
+        raise CarError(
+            f"--runs-out {args.runs_out}: its last line is cut short (the evaluation was killed while "
+            "writing it); delete that line and resume"
+        )
+    done = _read_runs(args.runs_out, "--runs-out")
+    check_resumable(done, settings, f"--runs-out {args.runs_out}")
+    return done
+
+
+def _summarise_file(args: argparse.Namespace, settings: EvalSettings) -> int:
+    from car.sim_eval import format_report, summarise
+
+    outcomes = _read_runs(args.from_runs, "--from-runs")
     report = summarise(outcomes, f"{args.from_runs}", 0.0, settings)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return 0
