@@ -299,6 +299,7 @@ def simulate_spec(
         blocking = in_path and distance is not None and distance <= settings.false_stop_beyond_m
         ended = "stopped_for_can" if blocking else "false_stop"
         stop_distance = distance if blocking else None
+    at_rest = ended in ("false_stop", "stopped_for_can")
     return RunOutcome(
         run=spec.index,
         seed=spec.seed,
@@ -312,8 +313,8 @@ def simulate_spec(
         stutters=watch.stutters,
         faults=watch.faults,
         ood_faults=watch.ood_faults,
-        ood_stop=ended in ("false_stop", "stopped_for_can") and watch.ood_since_driving,
-        obstacle_ahead_m=world.obstacle_ahead() if ended in ("false_stop", "stopped_for_can") else None,
+        ood_stop=at_rest and watch.ood_since_driving,
+        obstacle_ahead_m=world.obstacle_ahead() if at_rest else None,
     )
 
 

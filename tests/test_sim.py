@@ -3,6 +3,7 @@
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from vision.sim import (
     label_for,
     sample_scene,
 )
-from vision.sim.scene import Scene
+from vision.sim.scene import Box, Cylinder, Scene
 
 CONFIG = WorldConfig()
 
@@ -189,10 +190,6 @@ def test_the_hard_positive_kind_is_never_drawn_by_the_default_mix() -> None:
 
 
 def test_obstacle_ahead_measures_furniture_and_the_wall_across_the_car_width() -> None:
-    from dataclasses import replace
-
-    from vision.sim.scene import Box
-
     empty = replace(_scene("empty", 3), boxes=(), start=CarPose())
     wall = empty.wall.z
     assert World(CONFIG, empty).obstacle_ahead() == pytest.approx(wall)
@@ -212,8 +209,6 @@ def test_obstacle_ahead_measures_furniture_and_the_wall_across_the_car_width() -
     # point within the width is where its front edge crosses the car's side, 0.02 m before that corner
     assert World(CONFIG, replace(empty, boxes=(off_centre,))).obstacle_ahead() == pytest.approx(0.98)
     # a bin (not the can) counts too: one straddling the car's side begins where its rim crosses that side
-    from vision.sim.scene import Cylinder
-
     bin_ = Cylinder(half + 0.06, 0.8, 0.1, 0.4, grey)
     assert World(CONFIG, replace(empty, cylinders=(bin_,))).obstacle_ahead() == pytest.approx(0.8 - 0.08)
     aside = Cylinder(half + 0.11, 0.8, 0.1, 0.4, grey)

@@ -163,6 +163,8 @@ def test_resume_goes_on_with_an_evaluation_stopped_early(
         run_command(["--runs", "3", *base, "--runs-out", str(part), "--resume"])
     with pytest.raises(CarError, match="--resume needs --runs-out"):
         run_command(["--runs", "4", *base, "--resume"])
+    with pytest.raises(CarError, match="cannot read it as a --runs-out file"):
+        run_command(["--runs", "4", *base, "--runs-out", str(tmp_path), "--resume"])
     cut = tmp_path / "cut.jsonl"
     cut.write_text(whole.read_text()[:-20])
     with pytest.raises(CarError, match="cut short"):

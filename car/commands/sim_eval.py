@@ -130,13 +130,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_runs(path: Path, option: str) -> list[RunOutcome]:
+def _read_text(path: Path, option: str) -> str:
+    try:
+        return path.read_text()
+    except (OSError, ValueError) as exc:
+        raise CarError(f"{option} {path}: cannot read it as a --runs-out file ({exc})") from None
+
+
+def _parse_runs(text: str, path: Path, option: str) -> list[RunOutcome]:
     from car.sim_eval import RunOutcome
 
     try:
-        lines = path.read_text().splitlines()
-        return [RunOutcome(**json.loads(line)) for line in lines if line.strip()]
-    except (OSError, ValueError, TypeError) as exc:
+        return [RunOutcome(**json.loads(line)) for line in text.splitlines() if line.strip()]
+    except (ValueError, TypeError) as exc:
         raise CarError(f"{option} {path}: not a --runs-out file ({exc})") from None
 
 
@@ -150,13 +156,13 @@ def _resumed_runs(args: argparse.Namespace, settings: EvalSettings) -> list[RunO
         raise CarError("--resume needs --runs-out FILE: the file of the evaluation to go on with")
     if not args.runs_out.exists():
         return []
-    text = args.runs_out.read_text()
+    text = _read_text(args.runs_out, "--runs-out")
     if text and not text.endswith("\n"):
         raise CarError(
             f"--runs-out {args.runs_out}: its last line is cut short (the evaluation was killed while "
             "writing it); delete that line and resume"
         )
-    done = _read_runs(args.runs_out, "--runs-out")
+    done = _parse_runs(text, args.runs_out, "--runs-out")
     check_resumable(done, settings, f"--runs-out {args.runs_out}")
     return done
 
@@ -164,7 +170,7 @@ def _resumed_runs(args: argparse.Namespace, settings: EvalSettings) -> list[RunO
 def _summarise_file(args: argparse.Namespace, settings: EvalSettings) -> int:
     from car.sim_eval import format_report, summarise
 
-    outcomes = _read_runs(args.from_runs, "--from-runs")
+    outcomes = _parse_runs(_read_text(args.from_runs, "--from-runs"), args.from_runs, "--from-runs")
     report = summarise(outcomes, f"{args.from_runs}", 0.0, settings)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return 0

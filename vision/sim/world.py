@@ -144,10 +144,10 @@ class World:
     def _cylinder_ahead(self, cylinder: Cylinder, half: float) -> float | None:
         """How far ahead a bin or pot (not the can) begins within the car's width, or None."""
         lateral, forward = self.pose.to_car(cylinder.x, cylinder.z)
-        reach = min(max(abs(lateral) - half, 0.0), cylinder.radius)  # nearest point of the strip to its axis
-        if abs(lateral) - half >= cylinder.radius or forward + cylinder.radius <= 0:
+        gap = max(abs(lateral) - half, 0.0)  # from its axis to the nearest point of the car's width
+        if gap >= cylinder.radius or forward + cylinder.radius <= 0:
             return None
-        return max(forward - math.sqrt(cylinder.radius**2 - reach**2), 0.0)
+        return max(forward - math.sqrt(cylinder.radius**2 - gap**2), 0.0)
 
     def _box_ahead(self, box: Box, half: float) -> float | None:
         """How far ahead the part of a box's footprint within the car's width begins (0 when the car's front
