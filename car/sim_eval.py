@@ -8,7 +8,9 @@ clock: no pty, no sleeping; the firmware watchdog runs in simulated time.
 
 A run ends when the car touches the can (a collision), reaches the end of the track, or has stood still for
 `settle_s`. A stop with the can in the path and at most `false_stop_beyond_m` ahead is a stop for the can
-(its distance goes into the stopping-distance distribution); any other standstill is a false stop.
+(its distance goes into the stopping-distance distribution); any other standstill is a false stop. A run's
+scene keeps the track clear of furniture up to `WorldConfig.track_clearance_m` past its end (furniture
+only stands beside it, or farther), so a false stop is never a stop in front of a cabinet.
 """
 
 from __future__ import annotations

@@ -219,3 +219,47 @@ def test_obstacle_ahead_measures_furniture_and_the_wall_across_the_car_width() -
     assert world.odometer_m > 1.1 and world.obstacle_ahead() == 0.0
     world.step(0.2, 2.0)
     assert world.obstacle_ahead() == pytest.approx(wall - world.odometer_m)
+
+
+DRIVE = Placement(ahead=(1.0, 2.5))
+
+
+@pytest.mark.parametrize("kind", sorted(SCENE_KINDS))
+def test_a_drive_keeps_furniture_off_its_track(kind: str) -> None:
+    """Nothing but the can (and, in `can_before_dark`, what stands behind it on purpose) stands across the
+    car's width before the track's end plus `track_clearance_m`: a stop there is false, not a stop for a
+    cabinet the simulated car would have driven through."""
+    clear = CONFIG.track_length_m + CONFIG.track_clearance_m
+    for seed in range(60):
+        world = World(CONFIG, _scene(kind, seed, DRIVE))
+        ahead = world.obstacle_ahead()
+        if kind == "can_before_dark":
+            can = world.can_distance()
+            assert ahead is not None and can is not None and ahead > can, seed
+        else:
+            assert ahead is not None and ahead >= clear - 1e-9, (seed, ahead)
+
+
+def test_keeping_the_track_clear_moves_furniture_and_draws_nothing_more() -> None:
+    """The same seed with and without clearance: the same pieces in the same colours and sizes (so the
+    rest of the scene is drawn alike), some of them moved, the wall `track_clearance_m` farther."""
+    moved = 0
+    for seed in range(40):
+        cleared = _scene("dark_background", seed, DRIVE)
+        loose = sample_scene(
+            np.random.default_rng(seed), "dark_background", replace(CONFIG, track_clearance_m=0.0), DRIVE
+        )
+        assert cleared.wall.z == pytest.approx(loose.wall.z + CONFIG.track_clearance_m)
+        assert cleared.lighting == loose.lighting and cleared.floor == loose.floor
+        pairs = list(zip(cleared.boxes, loose.boxes, strict=True))
+        assert all(
+            (a.width, a.depth, a.colour, a.yaw) == (b.width, b.depth, b.colour, b.yaw) for a, b in pairs
+        )
+        moved += any((a.x, a.z) != (b.x, b.z) for a, b in pairs)
+    assert moved > 0
+
+
+def test_single_frames_may_still_show_furniture_ahead() -> None:
+    """Clearance is for drives only: generated frames (and so every training set) are drawn as before."""
+    ahead = [World(CONFIG, _scene("dark_background", seed)).obstacle_ahead() for seed in range(20)]
+    assert any(a is not None and a < 3.0 for a in ahead)

@@ -36,6 +36,11 @@ class WorldConfig:
     """How fast it loses speed when the motors are cut or slowed (gearbox friction and the H-bridge's
     braking: from 0.25 m/s it stops in 2.1 cm and 0.17 s). The car does not stop the instant STOP arrives."""
     track_length_m: float = 3.0
+    track_clearance_m: float = 0.9
+    """A drive's scene keeps the car's path (its width plus `path_margin_m`) free of everything but the can,
+    and what stands behind the can, from the start to this far past the track's end: the simulated car
+    drives through furniture (no collision with it is modelled), so a cabinet on the track would leave a
+    run no right answer, stopping in front of it counted false and driving on a crash in a real room."""
     jpeg_artifacts: bool = True
     """Let scenes compress their frames with a random JPEG quality (as a cheap camera stream would)."""
     sensor_noise: bool = True
@@ -63,6 +68,7 @@ class WorldConfig:
             ("camera_hfov_deg", 20.0 <= self.camera_hfov_deg <= 140.0, "in 20..140 degrees"),
             ("camera_jitter_deg", 0.0 <= self.camera_jitter_deg <= 10.0, "in 0..10 degrees"),
             ("path_margin_m", 0.0 <= self.path_margin_m <= 1.0, "in 0..1 m"),
+            ("track_clearance_m", 0.0 <= self.track_clearance_m <= 10.0, "in 0..10 m"),
         )
         if self.domain not in DOMAINS:
             raise VisionError(f"WorldConfig.domain={self.domain!r}: choose from {', '.join(DOMAINS)}")

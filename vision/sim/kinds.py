@@ -16,6 +16,11 @@ JPEG quality, and a slightly different camera height and tilt. The kind then add
 | `dark_background` | dark furniture or a dark wall in the background (hard negative) | GO |
 | `can_before_dark` | the can in the path, near, in front of dark furniture (hard positive; weight 0) | STOP |
 
+A drive's scene (a `Placement` with `ahead`) keeps its track clear: furniture that would stand across the
+car's path before the track's end plus `WorldConfig.track_clearance_m` is moved back towards the wall or
+aside (`_Builder.keep_clear`), and the wall stands beyond that. Only the can, and in `can_before_dark` the
+dark furniture behind it, stand in the path. Single frames are drawn as they always were.
+
 Positions are drawn in the car's frame at the scene's start pose, so the label holds by construction;
 the ground truth itself is always recomputed from geometry (`vision.sim.world.ground_truth`). Between
 the STOP and GO distance/lateral ranges a small gap (`DatasetGaps`) keeps generated labels unambiguous
@@ -30,6 +35,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 
@@ -38,6 +44,8 @@ from vision.sim.config import WorldConfig
 from vision.sim.domains import apply_domain
 from vision.sim.scene import RGB, Box, CarPose, Cylinder, FloorLook, Lighting, Mat, Scene, Shadow, WallLook
 from vision.sim.textures import FLOOR_TEXTURES, VARIANTS
+
+_Solid = TypeVar("_Solid", Box, Cylinder)
 
 
 class Draws:
@@ -160,6 +168,8 @@ class _Builder:
     config: WorldConfig
     start: CarPose
     wall_forward: float
+    clear_to: float = 0.0
+    """Drives: furniture keeps out of the car's path nearer than this (`WorldConfig.track_clearance_m`)."""
     can: Cylinder | None = None
     cylinders: list[Cylinder] | None = None
     boxes: list[Box] | None = None
@@ -205,6 +215,35 @@ class _Builder:
         x, z = self.world(lateral, forward)
         assert self.mats is not None
         self.mats.append(Mat(x, z, size[0], size[1], colour, self.start.yaw + float(self.rng.normal(0, 0.3))))
+
+    def keep_clear(self, boxes_from: int, cylinders_from: int, *, backwards: bool) -> None:
+        """Move the piece of furniture made of the boxes and cylinders added since these counts out of the
+        car's path nearer than `clear_to`: back towards the wall if it fits there (`backwards`), else
+        sideways, to the side its middle is on. Moves only: the scene's draws stay as they were."""
+        assert self.boxes is not None and self.cylinders is not None
+        boxes, cylinders = self.boxes[boxes_from:], self.cylinders[cylinders_from:]
+        points = [self.start.to_car(x, z) for box in boxes for x, z in box.footprint()]
+        for c in cylinders:
+            lateral, forward = self.start.to_car(c.x, c.z)
+            points += [(lateral - c.radius, forward - c.radius), (lateral + c.radius, forward + c.radius)]
+        if self.clear_to <= 0 or not points:
+            return
+        left, right = min(p[0] for p in points), max(p[0] for p in points)
+        near, far = min(p[1] for p in points), max(p[1] for p in points)
+        corridor = self.config.half_path_m
+        if near >= self.clear_to or left >= corridor or right <= -corridor:
+            return
+        step = (0.0, self.clear_to - near)
+        if not backwards or far + step[1] > self.wall_forward - 0.02:
+            step = (corridor - left, 0.0) if left + right >= 0 else (-corridor - right, 0.0)
+        self.boxes[boxes_from:] = [self._moved(b, step) for b in boxes]
+        self.cylinders[cylinders_from:] = [self._moved(c, step) for c in cylinders]
+
+    def _moved(self, thing: _Solid, step: tuple[float, float]) -> _Solid:
+        """`thing` moved by (lateral, forward) `step` in the car's frame."""
+        lateral, forward = self.start.to_car(thing.x, thing.z)
+        x, z = self.world(lateral + step[0], forward + step[1])
+        return replace(thing, x=x, z=z)
 
     def add_shadow(self, lateral: float, forward: float, size: tuple[float, float], darkness: float) -> None:
         x, z = self.world(lateral, forward)
@@ -257,8 +296,20 @@ def _lighting(rng: Draws) -> Lighting:
     )
 
 
-def _furniture(b: _Builder, lateral: float, forward: float, colour: RGB) -> None:
-    """One piece of furniture-like clutter: a cabinet, sofa, table, box or bin."""
+def _furniture(
+    b: _Builder, lateral: float, forward: float, colour: RGB, *, clear: str | None = "sideways"
+) -> None:
+    """One piece of furniture-like clutter: a cabinet, sofa, table, box or bin. In a drive it keeps out of
+    the car's path (`_Builder.keep_clear`): moved `sideways`, or `backwards` towards the wall where it fits;
+    `clear=None` leaves it where it was put (the furniture that stands behind the can on purpose)."""
+    assert b.boxes is not None and b.cylinders is not None
+    boxes_from, cylinders_from = len(b.boxes), len(b.cylinders)
+    _furniture_piece(b, lateral, forward, colour)
+    if clear is not None:
+        b.keep_clear(boxes_from, cylinders_from, backwards=clear == "backwards")
+
+
+def _furniture_piece(b: _Builder, lateral: float, forward: float, colour: RGB) -> None:
     rng = b.rng
     choice = int(rng.integers(5))
     if choice == 0:  # cabinet / shelf
@@ -292,7 +343,9 @@ def _clutter(b: _Builder, dark_share: float) -> None:
         return _dark_colour(rng) if rng.random() < dark_share else _bright_colour(rng)
 
     for _ in range(int(rng.integers(0, 3))):
-        _furniture(b, rng.uniform(-1.6, 1.6), b.wall_forward - rng.uniform(0.3, 0.7), colour())
+        _furniture(
+            b, rng.uniform(-1.6, 1.6), b.wall_forward - rng.uniform(0.3, 0.7), colour(), clear="backwards"
+        )
     for _ in range(int(rng.integers(0, 3))):
         side = _side(rng)
         lateral = side * (half + rng.uniform(0.35, 1.2))
@@ -386,7 +439,13 @@ def _dark_object_beside(b: _Builder, placement: Placement) -> None:
 def _dark_background(b: _Builder, placement: Placement) -> None:
     rng = b.rng
     for _ in range(int(rng.integers(1, 3))):
-        _furniture(b, rng.uniform(-0.8, 0.8), b.wall_forward - rng.uniform(0.3, 0.6), _dark_colour(rng))
+        _furniture(
+            b,
+            rng.uniform(-0.8, 0.8),
+            b.wall_forward - rng.uniform(0.3, 0.6),
+            _dark_colour(rng),
+            clear="backwards",
+        )
 
 
 def _can_before_dark(b: _Builder, placement: Placement) -> None:
@@ -397,7 +456,7 @@ def _can_before_dark(b: _Builder, placement: Placement) -> None:
     rng = b.rng
     for _ in range(int(rng.integers(1, 3))):  # 0.3 m or more behind the can's front, before the wall
         behind = min(forward + rng.uniform(0.3, 0.9), b.wall_forward - 0.3)
-        _furniture(b, lateral + rng.uniform(-0.25, 0.25), behind, _dark_colour(rng))
+        _furniture(b, lateral + rng.uniform(-0.25, 0.25), behind, _dark_colour(rng), clear=None)
 
 
 HARD_NEGATIVES: tuple[Callable[[_Builder, Placement], None], ...] = (
@@ -489,11 +548,12 @@ def sample_scene(
     spec = SCENE_KINDS[name]
     if placement.ahead is None:
         start = CarPose(float(draws.normal(0, 0.02)), 0.0, float(draws.normal(0, math.radians(2.0))))
-        wall_forward = float(draws.uniform(1.0, 5.0))
+        wall_forward, clear_to = float(draws.uniform(1.0, 5.0)), 0.0
     else:
         start = CarPose(0.0, 0.0, 0.0)
-        wall_forward = config.track_length_m + float(draws.uniform(0.6, 3.0))
-    builder = _Builder(draws, config, start, wall_forward)
+        clear_to = config.track_length_m + config.track_clearance_m
+        wall_forward = clear_to + float(draws.uniform(0.0, 2.4))
+    builder = _Builder(draws, config, start, wall_forward, clear_to)
     spec.fill(builder, placement)
     wall_tint = WALL_COLOURS[int(draws.integers(len(WALL_COLOURS)))]
     if draws.random() < spec.wall_dark_chance:

@@ -63,6 +63,15 @@ class Box:
     yaw: float = 0.0
     base_y: float = 0.0
 
+    def footprint(self) -> tuple[tuple[float, float], ...]:
+        """Its four corners on the floor (x, z), in order around it."""
+        c, s = math.cos(self.yaw), math.sin(self.yaw)
+        hw, hd = self.width / 2, self.depth / 2
+        return tuple(
+            (self.x + u * c + v * s, self.z - u * s + v * c)
+            for u, v in ((-hw, -hd), (hw, -hd), (hw, hd), (-hw, hd))
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Mat:

@@ -132,7 +132,9 @@ class World:
         None when nothing stands in front of it.
 
         Only the can stops the simulated car (it drives through furniture: no other collision is modelled);
-        this says whether a stop that the evaluation counts as false had something solid in front of it."""
+        this says whether a stop that the evaluation counts as false had something solid in front of it. A
+        drive's scene keeps its track clear (`WorldConfig.track_clearance_m`), so there it reads at least the
+        track's rest plus the clearance, but for what stands behind the can on purpose."""
         half = self.config.car_width_m / 2
         nearest = [f for box in self.scene.boxes if (f := self._box_ahead(box, half)) is not None]
         nearest += [f for bin_ in self.scene.cylinders if (f := self._cylinder_ahead(bin_, half)) is not None]
@@ -154,12 +156,7 @@ class World:
         is inside it), or None when none of it is ahead within that width or it stands above the car."""
         if box.base_y >= self.scene.camera_height_m:
             return None  # a table top: the car passes under it
-        c, s = math.cos(box.yaw), math.sin(box.yaw)
-        hw, hd = box.width / 2, box.depth / 2
-        corners = [
-            self.pose.to_car(box.x + u * c + v * s, box.z - u * s + v * c)
-            for u, v in ((-hw, -hd), (hw, -hd), (hw, hd), (-hw, hd))
-        ]
+        corners = [self.pose.to_car(x, z) for x, z in box.footprint()]
         # the footprint clipped to the strip |lateral| <= half: its corners inside the strip and its edges'
         # crossings of the strip's two sides hold the clipped polygon's nearest point
         ahead = [f for lat, f in corners if abs(lat) <= half]
