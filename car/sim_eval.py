@@ -75,6 +75,7 @@ class RunOutcome:
     ood_faults: int = 0  # ticks with an out_of_distribution fault
     ood_stop: bool = False  # the car came to rest held by an out_of_distribution STOP (since it last drove)
     obstacle_ahead_m: float | None = None  # furniture or wall across the car's width when it came to rest
+    impact_speed_mps: float | None = None  # a collision's speed at contact (World.impact_speed_mps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,7 @@ class EvalReport:
     stop_distance_p95: float | None
     false_stop_rate: float
     false_stops_at_obstacles: int  # false stops with something solid ahead within false_stop_beyond_m
+    impact_speed_max: float | None  # the fastest collision's speed at contact, m/s (None without one)
     ood_stops: int
     perturbations: list[str]
     domain: str
@@ -317,6 +319,7 @@ def simulate_spec(
         ood_faults=watch.ood_faults,
         ood_stop=at_rest and watch.ood_since_driving,
         obstacle_ahead_m=world.obstacle_ahead() if at_rest else None,
+        impact_speed_mps=world.impact_speed_mps,
     )
 
 
@@ -348,6 +351,7 @@ def summarise(
     for o in outcomes:
         by_kind.setdefault(o.kind, dict.fromkeys(OUTCOMES, 0))[o.outcome] += 1
     n = len(outcomes)
+    impacts = [o.impact_speed_mps for o in outcomes if o.impact_speed_mps is not None]
     return EvalReport(
         runs=n,
         collisions=counts["collision"],
@@ -367,6 +371,7 @@ def summarise(
             and o.obstacle_ahead_m <= settings.false_stop_beyond_m
             for o in outcomes
         ),
+        impact_speed_max=max(impacts) if impacts else None,
         ood_stops=sum(o.ood_stop for o in outcomes),
         perturbations=list(settings.perturbations),
         domain=settings.world.domain,
@@ -543,7 +548,8 @@ def format_report(r: EvalReport) -> str:
     lines = [
         f"closed-loop evaluation of {r.bundle}: {r.runs} runs, {r.frames} frames, "
         f"{r.sim_seconds:.0f} s simulated in {r.wall_seconds:.0f} s",
-        f"  collisions      {r.collisions}",
+        f"  collisions      {r.collisions}"
+        + ("" if r.impact_speed_max is None else f" (fastest at contact {r.impact_speed_max:.2f} m/s)"),
         f"  false stops     {r.false_stops} ({100 * r.false_stop_rate:.1f} %; "
         f"{r.false_stops_at_obstacles} of them with furniture or a wall in the path)",
         f"  stopped for can {r.stopped_for_can}, reached the end {r.reached_end}, timeouts {r.timeouts}",

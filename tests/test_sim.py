@@ -110,6 +110,19 @@ def test_driving_at_a_can_collides_and_the_can_grows() -> None:
     assert len(areas) == math.ceil((1.0 + top**2 / (2 * accel)) / (top * 0.1))
     assert areas[-1] > 4 * areas[0] > 0
     assert labels[0] == GO and labels[-1] == STOP
+    assert world.impact_speed_mps == pytest.approx(top)
+
+
+def test_the_speed_at_contact_is_what_braking_left() -> None:
+    """Braking 5 cm before the can from 0.5 m/s at 1.5 m/s²: v² = 0.25 - 2 × 1.5 × 0.05 at contact."""
+    world = World(CONFIG, _scene("can_path", 2, Placement(ahead=(1.0, 1.0))), seed=0)
+    world.step(CONFIG.max_speed_mps, 1.0)  # 0.5 m/s after 0.125 m, then 0.375 m at it
+    world.step(CONFIG.max_speed_mps, (world.can_distance() - 0.05) / CONFIG.max_speed_mps)
+    assert world.can_distance() == pytest.approx(0.05) and world.speed_mps == pytest.approx(0.5)
+    assert world.impact_speed_mps is None
+    world.step(0.0, 1.0)
+    assert world.collided()
+    assert world.impact_speed_mps == pytest.approx(math.sqrt(0.25 - 2 * CONFIG.brake_mps2 * 0.05))
 
 
 def test_can_beside_the_path_is_passed_and_the_end_is_reached() -> None:

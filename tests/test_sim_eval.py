@@ -33,6 +33,8 @@ def test_always_go_collides_with_a_can_on_the_path(bundles: dict[str, Path]) -> 
         assert outcome.can_start_m is not None and 0.9 <= outcome.can_start_m <= 2.6
         # it drove the whole way at 0.5 of 0.5 m/s: the simulated time matches the distance
         assert outcome.sim_seconds == pytest.approx(outcome.can_start_m / 0.25, rel=0.1, abs=0.3)
+        assert outcome.impact_speed_mps == pytest.approx(0.25)  # it hit the can at its full drive speed
+    assert report.impact_speed_max == pytest.approx(0.25)
 
 
 def test_always_stop_is_a_false_stop_and_runs_are_deterministic(bundles: dict[str, Path]) -> None:  # noqa: F811

@@ -67,6 +67,16 @@ def travel_and_speed(v0: float, target: float, dt: float, config: WorldConfig) -
     return (v0 + target) / 2 * t_reach + target * (dt - t_reach), target
 
 
+def speed_after(v0: float, target: float, distance: float, config: WorldConfig) -> float:
+    """The speed once `distance` is covered in the motion `travel_and_speed` describes (v² = v0² ± 2·a·d
+    while ramping, then `target`)."""
+    rate = config.accel_mps2 if target >= v0 else config.brake_mps2
+    ramp = abs(target**2 - v0**2) / (2 * rate)  # the distance the ramp takes
+    if distance >= ramp:
+        return target
+    return math.sqrt(max(v0**2 + math.copysign(2 * rate * distance, target - v0), 0.0))
+
+
 class World:
     """The car in a scene. `step(speed, dt)` moves it; `render()` is what its camera sees now."""
 
@@ -81,6 +91,8 @@ class World:
         self.speed_mps = 0.0
         """The car's actual speed: it follows the commanded speed at `accel_mps2` / `brake_mps2`."""
         self._collided = False
+        self.impact_speed_mps: float | None = None
+        """The car's speed when its front touched the can (None before a collision)."""
         self._renderer = renderer_for(config)
 
     def step(self, speed_mps: float, dt: float) -> None:
@@ -91,10 +103,13 @@ class World:
         if not (math.isfinite(speed_mps) and math.isfinite(dt)) or dt < 0:
             raise ValueError(f"World.step(speed={speed_mps!r}, dt={dt!r}): need finite speed and dt >= 0")
         target = min(max(speed_mps, 0.0), self.config.max_speed_mps)
-        travel, self.speed_mps = travel_and_speed(self.speed_mps, target, dt, self.config)
+        v0 = self.speed_mps
+        travel, self.speed_mps = travel_and_speed(v0, target, dt, self.config)
         geometry = can_geometry(self.pose, self.scene.can)
         if geometry is not None and self._blocks(geometry) and geometry.distance_m - travel <= 0:
             travel = max(geometry.distance_m, 0.0)
+            if not self._collided:
+                self.impact_speed_mps = speed_after(v0, target, travel, self.config)
             self._collided = True
             self.speed_mps = 0.0
         self.pose = self.pose.advanced(travel)
