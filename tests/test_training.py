@@ -117,17 +117,19 @@ def test_sensor_augment_is_seeded_label_free_and_optional() -> None:
     np.testing.assert_array_equal(never(images[0], np.random.default_rng(5)), images[0])
     # without sensor effects the chain draws exactly what the published recipe drew (old bundles reproduce)
     np.testing.assert_array_equal(
-        training_augmentations(True, 0.0).batch(images, np.random.default_rng(7)),
+        training_augmentations(True).batch(images, np.random.default_rng(7)),
         published_draws(images, np.random.default_rng(7)),
     )
-    assert training_augmentations(False, 0.0).describe() == "none"
-    assert training_augmentations(True, 0.5).describe().startswith("SensorAugment(probability=0.5")
+    assert training_augmentations(False).describe() == "none"
+    assert (
+        training_augmentations(True, {"sensor": 0.5}).describe().startswith("SensorAugment(probability=0.5")
+    )
     with pytest.raises(ValueError, match="unknown"):
         SensorAugment(effects=("sunburn",))
     with pytest.raises(ValueError, match="each"):
         SensorAugment(each=2.0)
     with pytest.raises(VisionError, match="sensor-augment"):
-        train_network(*coloured_frames(4, 0), TrainConfig(sensor_augment=1.5, progress=False))
+        train_network(*coloured_frames(4, 0), TrainConfig(shares={"sensor": 1.5}, progress=False))
 
 
 def test_bad_training_input_is_a_clear_error() -> None:
@@ -232,9 +234,43 @@ def test_room_colours_repaint_the_room_and_keep_the_black_can() -> None:
         again(room, np.random.default_rng(3)), again(room, np.random.default_rng(3))
     )
     assert (
-        training_augmentations(True, 0.5, 0.3).describe().startswith("RoomColours(probability=0.3) + Sensor")
+        training_augmentations(True, {"sensor": 0.5, "room": 0.3})
+        .describe()
+        .startswith("RoomColours(probability=0.3) + Sensor")
     )
     with pytest.raises(ValueError, match="room colour"):
         RoomColours(probability=1.5)
     with pytest.raises(VisionError, match="room-augment"):
-        train_network(*coloured_frames(4, 0), TrainConfig(room_augment=-0.1, progress=False))
+        train_network(*coloured_frames(4, 0), TrainConfig(shares={"room": -0.1}, progress=False))
+
+
+def test_tone_lift_lifts_dark_tones_only_and_joins_the_registry() -> None:
+    """The black can turns brown-grey, white stays white, order is kept; one class and one registry line
+    give `car train --tone-augment P`."""
+    from car.commands import train as train_command
+    from vision.augment import SHARE_AUGMENTATIONS, ToneLift
+
+    ramp = np.tile(np.arange(256, dtype=np.uint8)[None, :, None], (4, 1, 3))
+    lifted = ToneLift(probability=1.0)(ramp, np.random.default_rng(0))
+    assert lifted.dtype == np.uint8 and lifted.shape == ramp.shape
+    assert lifted[0, 0, 0] == 0 and lifted[0, 255, 0] == 255
+    assert lifted[0, 20, 0] >= 2 * 20  # a black can's grey at least doubled
+    assert np.all(np.diff(lifted[0, :, 0].astype(int)) >= 0)  # the tone curve keeps the order of greys
+    again = ToneLift(probability=1.0)(ramp, np.random.default_rng(0))
+    np.testing.assert_array_equal(lifted, again)
+    np.testing.assert_array_equal(ToneLift(probability=0.0)(ramp, np.random.default_rng(0)), ramp)
+    with pytest.raises(ValueError, match="gamma"):
+        ToneLift(gamma=(0.8, 1.5))
+    assert list(SHARE_AUGMENTATIONS) == ["room", "tone", "sensor"]
+    chain = training_augmentations(False, {"sensor": 0.5, "tone": 0.3, "room": 0.2}).describe()
+    assert chain.index("RoomColours") < chain.index("ToneLift") < chain.index("SensorAugment")
+    with pytest.raises(ValueError, match="unknown"):
+        training_augmentations(False, {"sunlight": 0.5})
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
+    args = parser.parse_args(["runs/x", "--out", "runs/y", "--tone-augment", "0.3"])
+    assert args.tone_augment == 0.3 and args.room_augment == 0.0
+    with pytest.raises(VisionError, match="tone-augment"):
+        train_network(*coloured_frames(4, 0), TrainConfig(shares={"tone": 2.0}, progress=False))
+    with pytest.raises(VisionError, match="unknown"):
+        train_network(*coloured_frames(4, 0), TrainConfig(shares={"sunlight": 0.5}, progress=False))

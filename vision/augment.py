@@ -10,13 +10,14 @@ Randomness comes from an explicit `numpy.random.Generator`: a seed gives the sam
 `SensorAugment` adds camera effects (exposure, white balance, noise, motion blur, a wide-angle lens) drawn
 from the simulator's own image perturbations (`vision.sim.perturb`), so a network learns that a washed-out or
 cyan frame with a can in it is still a can. `RoomColours` repaints the room (channel permutation, any hue), a
-black can staying black. `Augmentations` chains steps (room colours, then sensor effects, as a camera would
-see that room, then the published jitter).
+black can staying black. `ToneLift` lifts dark tones as flat, bright light and a camera's tone curve do.
+`Augmentations` chains steps (room colours, the light, then sensor effects, as a camera would see that room,
+then the published jitter); `SHARE_AUGMENTATIONS` is the registry `car train --NAME-augment P` reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -148,6 +149,34 @@ class RoomColours:
         return np.round(_hue(permuted, float(rng.uniform(-0.5, 0.5)))).astype(np.uint8)
 
 
+@dataclass(frozen=True, slots=True)
+class ToneLift:
+    """With `probability`, the picture's dark tones lifted by a tone curve, out = 255·(x/255)^γ with γ drawn
+    from `gamma`: how a camera's auto-exposure and tone curve render dark things in flat, bright light, the
+    black can brown-grey and evenly lit rather than black (the shifted world's flat light, where the shipped
+    model misses most). Geometry and so the label are unchanged."""
+
+    probability: float = 0.5
+    gamma: tuple[float, float] = (0.45, 0.85)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"tone lift probability {self.probability}: must lie in 0..1")
+        low, high = self.gamma
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"tone lift gamma {self.gamma}: need 0 < low <= high <= 1 (below 1 lifts)")
+
+    def describe(self) -> str:
+        return f"ToneLift(probability={self.probability}, gamma={self.gamma})"
+
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= self.probability:
+            return rgb
+        gamma = float(rng.uniform(*self.gamma))
+        table = np.round(255.0 * (np.arange(256) / 255.0) ** gamma).astype(np.uint8)
+        return cv2.LUT(rgb, table)
+
+
 class Augmentation(Protocol):
     def describe(self) -> str: ...
 
@@ -175,12 +204,57 @@ class Augmentations:
         return np.stack(out)
 
 
-def training_augmentations(published: bool, sensor: float, room: float = 0.0) -> Augmentations:
-    """The training recipe's steps: other room colours with probability `room` (0: none), camera effects
-    with probability `sensor` (0: none), then, if `published`, the published ColorJitter."""
-    steps: list[Augmentation] = [RoomColours(probability=room)] if room > 0 else []
-    if sensor > 0:
-        steps.append(SensorAugment(probability=sensor))
+@dataclass(frozen=True, slots=True)
+class ShareAugmentation:
+    """An augmentation given to a share of the training images, switched on by `car train --NAME-augment P`
+    (`TrainConfig.shares`). Adding one is its class and one line in `SHARE_AUGMENTATIONS`."""
+
+    name: str
+    make: Callable[[float], Augmentation]
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name}-augment"
+
+
+SHARE_AUGMENTATIONS: Mapping[str, ShareAugmentation] = {
+    a.name: a
+    for a in (
+        ShareAugmentation(
+            "room",
+            lambda p: RoomColours(probability=p),
+            "share of training images repainted in other room colours (channels permuted, any hue; the black "
+            "can stays black), before the camera effects (default 0)",
+        ),
+        ShareAugmentation(
+            "tone",
+            lambda p: ToneLift(probability=p),
+            "share of training images with their dark tones lifted, as a camera renders dark things in flat, "
+            "bright light (the black can brown-grey), before the camera effects (default 0)",
+        ),
+        ShareAugmentation(
+            "sensor",
+            lambda p: SensorAugment(probability=p),
+            "share of training images given random camera effects (exposure, white balance, noise, motion "
+            "blur, wide-angle lens), before ColorJitter (default 0: as published)",
+        ),
+    )
+}
+"""Share augmentations by name, in the order they apply (the room, its light, the camera; then the
+published ColorJitter)."""
+
+
+def training_augmentations(published: bool, shares: Mapping[str, float] | None = None) -> Augmentations:
+    """The training recipe's steps: each share augmentation named in `shares` (name → share of images; 0:
+    off) in the registry's order, then, if `published`, the published ColorJitter."""
+    shares = shares or {}
+    unknown = sorted(set(shares) - set(SHARE_AUGMENTATIONS))
+    if unknown:
+        raise ValueError(f"augmentations {unknown}: unknown; choose from {', '.join(SHARE_AUGMENTATIONS)}")
+    steps: list[Augmentation] = [
+        a.make(shares[name]) for name, a in SHARE_AUGMENTATIONS.items() if shares.get(name, 0.0) > 0
+    ]
     if published:
         steps.append(ColorJitter())
     return Augmentations(tuple(steps))

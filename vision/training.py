@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vision.augment import Augmentations, training_augmentations
+from vision.augment import SHARE_AUGMENTATIONS, Augmentations, training_augmentations
 from vision.bundle import BundleMetrics, ModelBundle, TrainingDataSummary
 from vision.errors import VisionError
 from vision.labels import STOP
@@ -38,10 +38,9 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.2
     augment: bool = True
-    sensor_augment: float = 0.0
-    """Share of training images given random camera effects (`vision.augment.SensorAugment`); 0: none."""
-    room_augment: float = 0.0
-    """Share of training images repainted in other room colours (`vision.augment.RoomColours`); 0: none."""
+    shares: Mapping[str, float] = field(default_factory=dict)
+    """Share augmentations by name (`vision.augment.SHARE_AUGMENTATIONS`: room, tone, sensor) → share of
+    training images given them; absent or 0: off."""
     threads: int | None = None
     progress: bool = True
     init: str | None = None
@@ -58,15 +57,19 @@ class TrainConfig:
             raise VisionError(f"val_fraction={self.val_fraction}: must lie strictly between 0 and 1")
         if not self.learning_rate > 0:
             raise VisionError(f"--lr {self.learning_rate}: must be positive")
-        for flag, share in (("--sensor-augment", self.sensor_augment), ("--room-augment", self.room_augment)):
+        for name, share in self.shares.items():
+            if name not in SHARE_AUGMENTATIONS:
+                known = ", ".join(SHARE_AUGMENTATIONS)
+                raise VisionError(f"augmentation {name!r}: unknown; choose from {known}")
             if not 0.0 <= share <= 1.0:
+                flag = SHARE_AUGMENTATIONS[name].flag
                 raise VisionError(f"{flag} {share}: must lie in 0..1 (a share of images)")
         if self.freeze is not None and self.init is None:
             raise VisionError(f"--freeze {self.freeze}: needs --init (frozen random weights learn nothing)")
 
     def augmentations(self) -> Augmentations:
         """The augmentation steps these settings train with (the manifest records their description)."""
-        return training_augmentations(self.augment, self.sensor_augment, self.room_augment)
+        return training_augmentations(self.augment, self.shares)
 
 
 @dataclass(frozen=True, slots=True)

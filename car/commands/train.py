@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vision.architectures import names
+from vision.augment import SHARE_AUGMENTATIONS
 
 if TYPE_CHECKING:
     from vision.preprocess import Preprocessing
@@ -43,22 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-int8", action="store_true", help="skip the INT8 model")
     parser.add_argument("--no-augment", action="store_true", help="train without ColorJitter")
-    parser.add_argument(
-        "--sensor-augment",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="share of training images given random camera effects (exposure, white balance, noise, "
-        "motion blur, wide-angle lens), before ColorJitter (default 0: as published)",
-    )
-    parser.add_argument(
-        "--room-augment",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="share of training images repainted in other room colours (channels permuted, any hue; the "
-        "black can stays black), before the camera effects (default 0)",
-    )
+    for augmentation in SHARE_AUGMENTATIONS.values():
+        parser.add_argument(augmentation.flag, type=float, default=0.0, metavar="P", help=augmentation.help)
     parser.add_argument("--json", action="store_true", help="print the epoch history and metrics as JSON")
     add_transfer_arguments(parser)
 
@@ -137,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         seed=args.seed,
         augment=not args.no_augment,
-        sensor_augment=getattr(args, "sensor_augment", 0.0),
-        room_augment=getattr(args, "room_augment", 0.0),
+        shares={name: getattr(args, f"{name}_augment", 0.0) for name in SHARE_AUGMENTATIONS},
         threads=args.threads,
         progress=not args.json,
         init=getattr(args, "init", None),
