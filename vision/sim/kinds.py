@@ -35,7 +35,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -221,12 +221,14 @@ class _Builder:
         car's path nearer than `clear_to`: back towards the wall if it fits there (`backwards`), else
         sideways, to the side its middle is on. Moves only: the scene's draws stay as they were."""
         assert self.boxes is not None and self.cylinders is not None
+        if self.clear_to <= 0:
+            return  # a single frame: drawn as it always was
         boxes, cylinders = self.boxes[boxes_from:], self.cylinders[cylinders_from:]
         points = [self.start.to_car(x, z) for box in boxes for x, z in box.footprint()]
         for c in cylinders:
             lateral, forward = self.start.to_car(c.x, c.z)
             points += [(lateral - c.radius, forward - c.radius), (lateral + c.radius, forward + c.radius)]
-        if self.clear_to <= 0 or not points:
+        if not points:
             return
         left, right = min(p[0] for p in points), max(p[0] for p in points)
         near, far = min(p[1] for p in points), max(p[1] for p in points)
@@ -297,7 +299,12 @@ def _lighting(rng: Draws) -> Lighting:
 
 
 def _furniture(
-    b: _Builder, lateral: float, forward: float, colour: RGB, *, clear: str | None = "sideways"
+    b: _Builder,
+    lateral: float,
+    forward: float,
+    colour: RGB,
+    *,
+    clear: Literal["sideways", "backwards"] | None = "sideways",
 ) -> None:
     """One piece of furniture-like clutter: a cabinet, sofa, table, box or bin. In a drive it keeps out of
     the car's path (`_Builder.keep_clear`): moved `sideways`, or `backwards` towards the wall where it fits;
