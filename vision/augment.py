@@ -245,13 +245,23 @@ SHARE_AUGMENTATIONS: Mapping[str, ShareAugmentation] = {
 published ColorJitter)."""
 
 
+def check_shares(shares: Mapping[str, float]) -> None:
+    """Every name in `shares` is in `SHARE_AUGMENTATIONS` and every share lies in 0..1, else a ValueError
+    naming the `car train` flag."""
+    unknown = sorted(set(shares) - set(SHARE_AUGMENTATIONS))
+    if unknown:
+        raise ValueError(f"augmentations {unknown}: unknown; choose from {', '.join(SHARE_AUGMENTATIONS)}")
+    for name, share in shares.items():
+        if not 0.0 <= share <= 1.0:
+            flag = SHARE_AUGMENTATIONS[name].flag
+            raise ValueError(f"{flag} {share}: must lie in 0..1 (a share of images)")
+
+
 def training_augmentations(published: bool, shares: Mapping[str, float] | None = None) -> Augmentations:
     """The training recipe's steps: each share augmentation named in `shares` (name → share of images; 0:
     off) in the registry's order, then, if `published`, the published ColorJitter."""
     shares = shares or {}
-    unknown = sorted(set(shares) - set(SHARE_AUGMENTATIONS))
-    if unknown:
-        raise ValueError(f"augmentations {unknown}: unknown; choose from {', '.join(SHARE_AUGMENTATIONS)}")
+    check_shares(shares)
     steps: list[Augmentation] = [
         a.make(shares[name]) for name, a in SHARE_AUGMENTATIONS.items() if shares.get(name, 0.0) > 0
     ]

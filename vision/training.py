@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vision.augment import SHARE_AUGMENTATIONS, Augmentations, training_augmentations
+from vision.augment import Augmentations, check_shares, training_augmentations
 from vision.bundle import BundleMetrics, ModelBundle, TrainingDataSummary
 from vision.errors import VisionError
 from vision.labels import STOP
@@ -57,13 +57,10 @@ class TrainConfig:
             raise VisionError(f"val_fraction={self.val_fraction}: must lie strictly between 0 and 1")
         if not self.learning_rate > 0:
             raise VisionError(f"--lr {self.learning_rate}: must be positive")
-        for name, share in self.shares.items():
-            if name not in SHARE_AUGMENTATIONS:
-                known = ", ".join(SHARE_AUGMENTATIONS)
-                raise VisionError(f"augmentation {name!r}: unknown; choose from {known}")
-            if not 0.0 <= share <= 1.0:
-                flag = SHARE_AUGMENTATIONS[name].flag
-                raise VisionError(f"{flag} {share}: must lie in 0..1 (a share of images)")
+        try:
+            check_shares(self.shares)
+        except ValueError as exc:
+            raise VisionError(str(exc)) from None
         if self.freeze is not None and self.init is None:
             raise VisionError(f"--freeze {self.freeze}: needs --init (frozen random weights learn nothing)")
 

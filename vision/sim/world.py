@@ -90,7 +90,6 @@ class World:
         self.odometer_m = 0.0
         self.speed_mps = 0.0
         """The car's actual speed: it follows the commanded speed at `accel_mps2` / `brake_mps2`."""
-        self._collided = False
         self.impact_speed_mps: float | None = None
         """The car's speed when its front touched the can (None before a collision)."""
         self._renderer = renderer_for(config)
@@ -108,9 +107,8 @@ class World:
         geometry = can_geometry(self.pose, self.scene.can)
         if geometry is not None and self._blocks(geometry) and geometry.distance_m - travel <= 0:
             travel = max(geometry.distance_m, 0.0)
-            if not self._collided:
+            if self.impact_speed_mps is None:
                 self.impact_speed_mps = speed_after(v0, target, travel, self.config)
-            self._collided = True
             self.speed_mps = 0.0
         self.pose = self.pose.advanced(travel)
         self.odometer_m += travel
@@ -189,7 +187,7 @@ class World:
 
     def collided(self) -> bool:
         """Has the car's front reached the can (it cannot drive through it)?"""
-        return self._collided
+        return self.impact_speed_mps is not None
 
     def reached_end(self) -> bool:
         """Has the car driven the track's length?"""
