@@ -1,4 +1,5 @@
-"""Named worlds: the training world (`default`) and worlds the training set never had (`shifted`).
+"""Named worlds: the training world (`default`), its rooms in flat light (`flat_light`, for training) and
+worlds the training set never had (`shifted`).
 
 A domain rewrites a sampled scene's look (floor, wall, light) and never its geometry: the can, the
 obstacles and the labels stay exactly those of the scene kind, so a sim-to-real-like gap can be measured
@@ -16,6 +17,11 @@ frames as before domains existed. `WorldConfig.domain` names the domain; `sample
 | exposure | e^N(0.2, 0.22) (≈ 0.8–1.9) | dim (0.45–0.65) or bright (2.0–2.6) |
 | ambient light | 0.35–0.7 | 0.12–0.25 (hard light) or 0.8–0.95 (flat light) |
 | vignette | 0–0.3 | 0.35–0.6 |
+
+`flat_light` (a training option, session 10): the training world's rooms, white balance and vignette, in flat
+light — ambient 0.7–0.8, exposure e^N(0.45, 0.2) (≈ 1.1–2.3) — the light in which the shipped network missed
+cans on unfamiliar floors. It stops short of the shifted world's flat light (ambient 0.8–0.95) and has none
+of its floors, walls or casts, so the shifted world stays unseen.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class Uniforms(Protocol):
     def random(self) -> float: ...
 
     def uniform(self, low: float, high: float) -> float: ...
+
+    def normal(self, mean: float = 0.0, sd: float = 1.0) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +107,16 @@ def _shift_light(light: Lighting, rng: Uniforms) -> Lighting:
     )
 
 
+def flat_light(scene: Scene, rng: Uniforms) -> Scene:
+    """The same room in flat light, brighter than most of the training world's (see the module text)."""
+    light = replace(
+        scene.lighting,
+        ambient=rng.uniform(0.7, 0.8),
+        exposure=math.exp(rng.normal(0.45, 0.2)),
+    )
+    return replace(scene, lighting=light)
+
+
 def shifted(scene: Scene, rng: Uniforms) -> Scene:
     """The same scene with floor, wall and light the training world never had (see the module table)."""
     wall = WallLook(scene.wall.z, scene.wall.variant, _pick(rng, SHIFTED_WALLS))
@@ -111,6 +129,7 @@ DOMAINS: Mapping[str, Domain] = {
     d.name: d
     for d in (
         Domain("default", "the training world", None),
+        Domain("flat_light", "the training world's rooms in flat, bright light (for training)", flat_light),
         Domain("shifted", "floors, colours and light the training world never had", shifted),
     )
 }
