@@ -20,8 +20,9 @@ frames as before domains existed. `WorldConfig.domain` names the domain; `sample
 
 `flat_light` (a training option, session 10): the training world's rooms, white balance and vignette, in flat
 light — ambient 0.7–0.8, exposure e^N(0.2, 0.4) (≈ 0.55–2.7: the training world's spread doubled, dim to
-bright) — the light in which the shipped network missed cans on unfamiliar floors. It stops short of the shifted world's flat light (ambient 0.8–0.95) and has none
-of its floors, walls or casts, so the shifted world stays unseen.
+bright) — the light in which `edge-sim-5` missed cans on unfamiliar floors. It stops short of the shifted
+world's flat light (ambient 0.8–0.95) and has none of its floors, walls or casts, so the shifted world stays
+unseen.
 """
 
 from __future__ import annotations
