@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from vision.bundle import load_bundle
-from vision.detector import Detector, OnnxDetector
+from vision.detector import Detector, OnnxDetector, stop_decisions
 from vision.errors import VisionError
 from vision.preprocess import Preprocessing, to_network_input
 from vision.sim import Lighting, Placement, World, WorldConfig, sample_scene
@@ -102,7 +102,7 @@ def count_errors(
     frame_set: FrameSet,
     scale: float = 1.0,
 ) -> SetCount:
-    """How many of the set's frames each model gets wrong at `threshold` (P(STOP) ≥ threshold is STOP)."""
+    """How many of the set's frames each model gets wrong at `threshold` (STOP above it, as the car)."""
     count = SetCount(frame_set.name)
     count.errors = {name: 0 for name, _, _ in models}
     count.errors_flat_bright = {name: 0 for name, _, _ in models}
@@ -111,8 +111,9 @@ def count_errors(
         count.frames += 1
         count.flat_bright += flat
         for name, detector, prep in models:
-            p_stop = float(detector.predict(to_network_input(rgb[None], prep))[0][-1])
-            wrong = p_stop < threshold if frame_set.label == STOP else p_stop >= threshold
+            probs = detector.predict(to_network_input(rgb[None], prep))
+            called_stop = bool(stop_decisions(probs, threshold)[0])
+            wrong = called_stop != (frame_set.label == STOP)
             count.errors[name] += wrong
             count.errors_flat_bright[name] += wrong and flat
     return count
@@ -133,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "bundles", nargs="+", help="model bundle folders, e.g. models/edge-sim runs/models/NAME"
     )
-    parser.add_argument("--threshold", type=float, default=0.7, help="P(STOP) at or above it is STOP (0.7)")
+    parser.add_argument("--threshold", type=float, default=0.7, help="P(STOP) above it is STOP (0.7)")
     parser.add_argument("--scale", type=float, default=1.0, help="share of each set's frames (default 1)")
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
     args = parser.parse_args(argv)
