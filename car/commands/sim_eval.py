@@ -61,7 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="FILE",
-        help="no runs: summarise a --runs-out file (e.g. of an evaluation stopped early)",
+        help=(
+            "no runs: summarise a --runs-out file (e.g. of an evaluation stopped early); give the "
+            "evaluation's --domain and --perturb too, so that the report names them"
+        ),
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
