@@ -490,7 +490,8 @@ def evaluate(
 
 def check_resumable(done: Sequence[RunOutcome], settings: EvalSettings, source: str) -> None:
     """The runs of an earlier evaluation are runs 0..n-1 of these settings (same seed and kinds), else a
-    CarError. The file does not record the model, config, domain or perturbations: the user repeats them."""
+    CarError. The rest of a run's inputs (model, config, domain, perturbations) are checked against the
+    file's header where it has one (`car.eval_runs.check_header`)."""
     if len(done) > settings.runs:
         raise CarError(f"{source}: already holds {len(done)} runs; --runs {settings.runs} asks for fewer")
     for index, outcome in enumerate(done):

@@ -115,9 +115,17 @@ def test_save_failures_writes_ordinary_drive_logs_and_run_repeats_one_run(
     perturb = ["--perturb", "noise,late_frames"]
     assert run_command([*argv, "--save-failures", str(out), *perturb, "--runs-out", str(runs_out)]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert run_command(["--from-runs", str(runs_out), *perturb, "--json"]) == 0
+    # --from-runs reports with the world and perturbations the file's header records
+    assert run_command(["--from-runs", str(runs_out), "--json"]) == 0
     again_doc = json.loads(capsys.readouterr().out)
     assert again_doc["false_stops"] == doc["false_stops"] and again_doc["by_kind"] == doc["by_kind"]
+    assert again_doc["perturbations"] == ["noise", "late_frames"] and again_doc["domain"] == "default"
+    assert run_command(["--from-runs", str(runs_out), *perturb, "--json"]) == 0  # the same, said again
+    assert json.loads(capsys.readouterr().out)["by_kind"] == doc["by_kind"]
+    with pytest.raises(
+        CarError, match=r"made with --perturb \('noise', 'late_frames'\).*leave --perturb out"
+    ):
+        run_command(["--from-runs", str(runs_out), "--perturb", "noise"])
     assert doc["false_stops"] == 2 and doc["perturbations"] == ["noise", "late_frames"]
     assert {"stop_distance_p95", "ood_stops", "by_kind", "false_stop_rate"} <= set(doc)
     logs = sorted(out.glob("false_stop-run*-seed*-empty.sqlite"))
@@ -158,9 +166,29 @@ def test_resume_goes_on_with_an_evaluation_stopped_early(
     capsys.readouterr()
     assert part.read_text() == whole.read_text()
 
+    # the file's first line records what its runs depend on; a resume under other options is refused
+    header = json.loads(part.read_text().splitlines()[0])["evaluation"]
+    assert header["seed"] == 7 and header["kinds"] == ["empty", "dark_mat"] and header["perturbations"] == []
     other_seed = ["--runs", "4", "--seed", "8", "--kinds", "empty,dark_mat", "--model", model]
-    with pytest.raises(CarError, match="resume with the --seed and --kinds it was started with"):
+    with pytest.raises(CarError, match="made with seed = 7, this command gives 8; resume with --seed"):
         run_command([*other_seed, "--runs-out", str(part), "--resume"])
+    with pytest.raises(
+        CarError, match=r"perturbations = \[\], this command gives \['noise'\]; resume with --perturb"
+    ):
+        run_command(["--runs", "4", *base, "--perturb", "noise", "--runs-out", str(part), "--resume"])
+    with pytest.raises(CarError, match=r"config.policy.drive_speed = .*--set policy.drive_speed=VALUE"):
+        run_command(
+            ["--runs", "4", *base, "--set", "policy.drive_speed=0.2", "--runs-out", str(part), "--resume"]
+        )
+    assert part.read_text() == whole.read_text()  # a refused resume never touches the file
+    # a file written before headers existed: its runs are still checked against --seed and --kinds
+    old = tmp_path / "old.jsonl"
+    old.write_text("".join(whole.read_text().splitlines(keepends=True)[1:3]))
+    with pytest.raises(CarError, match="resume with the --seed and --kinds it was started with"):
+        run_command([*other_seed, "--runs-out", str(old), "--resume"])
+    assert run_command(["--runs", "4", *base, "--runs-out", str(old), "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["by_kind"] == whole_doc["by_kind"]
+    assert old.read_text() == "".join(whole.read_text().splitlines(keepends=True)[1:])
     with pytest.raises(CarError, match="already holds 4 runs"):
         run_command(["--runs", "3", *base, "--runs-out", str(part), "--resume"])
     with pytest.raises(CarError, match="--resume needs --runs-out"):

@@ -2,12 +2,15 @@
 
 - `car sim eval --runs N --seed S [--jobs J] [--domain shifted] [--perturb LIST] [--json]`: N runs.
 - `--runs-out FILE`: every run's outcome as a JSON line, written as each run finishes (a long evaluation
-  stopped early still leaves every finished run).
+  stopped early still leaves every finished run), after a header line naming what the runs depend on
+  (`car.eval_runs`).
 - `--save-failures DIR`: each collision, false stop and timeout as an ordinary drive log in DIR, named by
   outcome, run number, seed and kind (`car log info`, `car replay`, `car explain` read them).
 - `--run SEED:KIND`: one run exactly as it ran inside an evaluation (`--log FILE` keeps its drive log).
 - `--resume` (with `--runs-out FILE`): go on with an evaluation stopped early: the runs already in FILE are
   kept, the rest are run and appended, and the report covers all.
+- `--from-runs FILE`: no runs, the report of a --runs-out file (with the world and perturbations its header
+  records).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from car import engines
 from car.commands.sim import add_domain_argument, add_perturb_argument, parse_perturbations
@@ -25,7 +28,8 @@ from car.errors import CarError
 from vision.sim import SCENE_KINDS, WorldConfig
 
 if TYPE_CHECKING:
-    from car.sim_eval import EvalSettings, RunOutcome
+    from car.eval_runs import RunsFile
+    from car.sim_eval import EvalSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,8 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FILE",
         help=(
-            "no runs: summarise a --runs-out file (e.g. of an evaluation stopped early); give the "
-            "evaluation's --domain and --perturb too, so that the report names them"
+            "no runs: summarise a --runs-out file (e.g. of an evaluation stopped early) with the domain "
+            "and perturbations its header records (a file without a header: give --domain and --perturb)"
         ),
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -101,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
         return _run_one(args, settings, config)
     if args.from_runs is not None:
         return _summarise_file(args, settings)
-    done = _resumed_runs(args, settings)
-    stream: TextIO | None = None if args.runs_out is None else args.runs_out.open("a" if done else "w")
+    header = _header(settings, config) if args.runs_out is not None else None
+    earlier = _resumed_runs(args, settings, header)
+    done = [] if earlier is None else earlier.outcomes
+    stream = _open_runs_out(args.runs_out, header, appending=earlier is not None)
     try:
         report = evaluate(
             settings,
@@ -133,50 +139,85 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_text(path: Path, option: str) -> str:
-    try:
-        return path.read_text()
-    except (OSError, ValueError) as exc:
-        raise CarError(f"{option} {path}: cannot read it as a --runs-out file ({exc})") from None
+def _open_runs_out(path: Path | None, header: dict[str, Any] | None, *, appending: bool) -> TextIO | None:
+    """The --runs-out file to write runs into: appended to (--resume), or written anew from its header."""
+    from car.eval_runs import header_line
+
+    if path is None or header is None:
+        return None
+    stream = path.open("a" if appending else "w")
+    if not appending:
+        stream.write(header_line(header))
+        stream.flush()
+    return stream
 
 
-def _parse_runs(text: str, path: Path, option: str) -> list[RunOutcome]:
-    from car.sim_eval import RunOutcome
+def _header(settings: EvalSettings, config: CarConfig) -> dict[str, Any]:
+    from car.config import resolve_path
+    from car.eval_runs import evaluation_header
+    from vision.bundle import load_bundle
 
-    try:
-        return [RunOutcome(**json.loads(line)) for line in text.splitlines() if line.strip()]
-    except (ValueError, TypeError) as exc:
-        raise CarError(f"{option} {path}: not a --runs-out file ({exc})") from None
+    bundle = load_bundle(resolve_path(config.model.bundle))
+    return evaluation_header(settings, config, bundle.sha256)
 
 
-def _resumed_runs(args: argparse.Namespace, settings: EvalSettings) -> list[RunOutcome]:
-    """With --resume, the finished runs in --runs-out (checked against the settings); else none."""
+def _resumed_runs(
+    args: argparse.Namespace, settings: EvalSettings, header: dict[str, Any] | None
+) -> RunsFile | None:
+    """With --resume and a --runs-out file that has content: its runs (checked against the settings and,
+    where the file has a header, against this command's header); else None (the file is written anew)."""
+    from car.eval_runs import check_header, parse_runs_file, read_runs_text
     from car.sim_eval import check_resumable
 
     if not args.resume:
-        return []
-    if args.runs_out is None:
+        return None
+    if args.runs_out is None or header is None:
         raise CarError("--resume needs --runs-out FILE: the file of the evaluation to go on with")
     if not args.runs_out.exists():
-        return []
-    text = _read_text(args.runs_out, "--runs-out")
-    if text and not text.endswith("\n"):
+        return None
+    source = f"--runs-out {args.runs_out}"
+    text = read_runs_text(args.runs_out, source)
+    if not text.strip():
+        return None
+    if not text.endswith("\n"):
         raise CarError(
-            f"--runs-out {args.runs_out}: its last line is cut short (the evaluation was killed while "
+            f"{source}: its last line is cut short (the evaluation was killed while "
             "writing it); delete that line and resume"
         )
-    done = _parse_runs(text, args.runs_out, "--runs-out")
-    check_resumable(done, settings, f"--runs-out {args.runs_out}")
-    return done
+    earlier = parse_runs_file(text, source)
+    if earlier.header is not None:
+        check_header(earlier.header, header, source)
+    check_resumable(earlier.outcomes, settings, source)
+    return earlier
 
 
 def _summarise_file(args: argparse.Namespace, settings: EvalSettings) -> int:
+    """`--from-runs`: the report of a --runs-out file, with the world and perturbations its header records
+    (a file older than headers: those of --domain and --perturb)."""
+    from car.eval_runs import parse_runs_file, read_runs_text, settings_from_header
     from car.sim_eval import format_report, summarise
 
-    outcomes = _parse_runs(_read_text(args.from_runs, "--from-runs"), args.from_runs, "--from-runs")
-    report = summarise(outcomes, f"{args.from_runs}", 0.0, settings)
+    source = f"--from-runs {args.from_runs}"
+    runs = parse_runs_file(read_runs_text(args.from_runs, source), source)
+    if runs.header is not None:
+        recorded = settings_from_header(runs.header, len(runs.outcomes), source)
+        if args.domain != "default":
+            _check_flag("--domain", settings.world.domain, recorded.world.domain, source)
+        if args.perturb:
+            _check_flag("--perturb", settings.perturbations, recorded.perturbations, source)
+        settings = recorded
+    report = summarise(runs.outcomes, f"{args.from_runs}", 0.0, settings)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return 0
+
+
+def _check_flag(option: str, value: object, recorded: object, source: str) -> None:
+    """A --from-runs option given though the file's header records it must agree with the header."""
+    if value != recorded:
+        raise CarError(
+            f"{source}: its runs were made with {option} {recorded!r}, not {value!r}; leave {option} out "
+            "(the file's header says which)"
+        )
 
 
 def _write_line(stream: TextIO, doc: dict[str, object]) -> None:
