@@ -457,6 +457,17 @@ def replace_field(config: CarConfig, section: str, **changes: object) -> CarConf
     return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})
 
 
+def dotted_items(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as one flat mapping with dotted keys, as `--set` names them (`policy.drive_speed`)."""
+    flat: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, Mapping):
+            flat.update(dotted_items(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def resolve_path(value: str) -> Path:
     """A path from the config: absolute as is; relative from the working folder, else from the repo."""
     p = Path(value).expanduser()

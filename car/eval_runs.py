@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from car.config import CarConfig
+from car.config import CarConfig, dotted_items
 from car.errors import CarError
 from car.sim_eval import EvalSettings, RunOutcome
 from vision.sim import WorldConfig
@@ -86,16 +86,6 @@ def read_runs_text(path: Path, source: str) -> str:
         raise CarError(f"{source}: cannot read it as a --runs-out file ({exc})") from None
 
 
-def _flat(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _hint(key: str) -> str:
     if key in _SETTINGS_HINTS:
         return _SETTINGS_HINTS[key]
@@ -106,7 +96,7 @@ def _hint(key: str) -> str:
 
 def check_header(found: dict[str, Any], expected: dict[str, Any], source: str) -> None:
     """CarError naming the first input on which the file's runs and this command differ."""
-    was, now = _flat(found), _flat(expected)
+    was, now = dotted_items(found), dotted_items(expected)
     for key in sorted(was.keys() | now.keys()):
         if was.get(key) != now.get(key):
             raise CarError(

@@ -21,7 +21,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="the fleet extra (ray) is not installed")
 
 from car.cli import main  # noqa: E402
-from car.config import CarConfig, with_overrides  # noqa: E402
+from car.config import CarConfig, dotted_items, with_overrides  # noqa: E402
 from car.engines import EngineChoice, ray_engine  # noqa: E402
 from car.sim_collect import CollectSettings, collect  # noqa: E402
 from car.sim_eval import EvalSettings, evaluate  # noqa: E402
@@ -55,17 +55,6 @@ def fleet_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _without_time(numbers: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in numbers.items() if k != "seconds"}
-
-
-def _flat(numbers: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested numbers as one flat mapping (`faithfulness_by_method.deepshap`), for pytest.approx."""
-    flat: dict[str, Any] = {}
-    for key, value in numbers.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _reference(log: Path, out: Path) -> dict[str, Any]:
@@ -126,7 +115,7 @@ def test_fleet_on_ray_gives_car_explain_numbers_per_drive_and_resumes(
     redone = next(d for d in result.document["drives"] if d["drive"] == names[0])
     assert redone["reused_frames"] == len(stored) - len(stored) // 2
     # equal to float32 rounding (seen: 1.2e-8 relative): the frames re-explained are batched differently
-    now, then = _flat(_without_time(redone["numbers"])), _flat(_without_time(before))
+    now, then = dotted_items(_without_time(redone["numbers"])), dotted_items(_without_time(before))
     numeric = {k for k, v in then.items() if isinstance(v, float)}
     assert {k: now[k] for k in numeric} == pytest.approx({k: then[k] for k in numeric}, rel=1e-6)
     assert {k: v for k, v in now.items() if k not in numeric} == {
